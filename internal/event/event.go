@@ -144,12 +144,19 @@ type Syscall struct {
 
 // Health reports the sensor's own state: what it loaded, what it lost.
 type Health struct {
-	Mode           string            `json:"mode"`
-	Warnings       []string          `json:"warnings,omitempty"`
-	EventsTotal    uint64            `json:"events_total"`
-	DroppedTotal   uint64            `json:"dropped_total"`
-	DroppedPerCPU  []uint64          `json:"dropped_per_cpu,omitempty"`
-	DroppedByKind  map[string]uint64 `json:"dropped_by_kind,omitempty"`
-	ProcessCache   int               `json:"process_cache"`
-	CacheEvictions uint64            `json:"cache_evictions_total"`
+	// Mode is "ebpf", or "netlink" in the fallback that sees execs only.
+	Mode     string   `json:"mode"`
+	Warnings []string `json:"warnings,omitempty"`
+	// EventsTotal counts events the sensor emitted.
+	EventsTotal uint64 `json:"events_total"`
+	// DroppedTotal counts kernel records lost because the ring buffer was
+	// full, per CPU and per record kind below; KernelSentByKind counts the
+	// records that made it, so sent+dropped is what happened.
+	DroppedTotal     uint64            `json:"dropped_total"`
+	DroppedPerCPU    []uint64          `json:"dropped_per_cpu,omitempty"`
+	DroppedByKind    map[string]uint64 `json:"dropped_by_kind,omitempty"`
+	KernelSentByKind map[string]uint64 `json:"kernel_sent_by_kind,omitempty"`
+	DecodeErrors     uint64            `json:"decode_errors_total"`
+	ProcessCache     int               `json:"process_cache"`
+	CacheEvictions   uint64            `json:"cache_evictions_total"`
 }

@@ -210,8 +210,8 @@ func mountTracefs() error {
 
 // nameLengths returns the distinct lengths of the watched base names, which
 // the kernel side needs as constants.
-func nameLengths(names []string) ([8]uint32, error) {
-	var lens [8]uint32
+func nameLengths(names []string) ([16]uint32, error) {
+	var lens [16]uint32
 	n := 0
 	for _, name := range names {
 		if slices.Contains(lens[:n], uint32(len(name))) {

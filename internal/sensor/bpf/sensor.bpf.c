@@ -37,7 +37,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by user space before load. */
 volatile const __u32 self_tgid = 0;
-#define NAME_LENS 8
+#define NAME_LENS 16
 /* The distinct lengths of the names in watched_name, 0 for unused slots. */
 volatile const __u32 name_lens[NAME_LENS] = {};
 

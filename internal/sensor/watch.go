@@ -1,0 +1,29 @@
+package sensor
+
+import "github.com/vigil-sec/vigil/internal/sensor/bpf"
+
+// DefaultWatchPaths are the sensitive files whose opens the kernel reports:
+// credentials, the dynamic linker's preload list, Kubernetes and kubelet
+// credentials, SSH and cron persistence. Directory entries end in '/'.
+var DefaultWatchPaths = []bpf.WatchPath{
+	{Path: "/etc/shadow"}, {Path: "/etc/gshadow"}, {Path: "/etc/shadow-"}, {Path: "/etc/sudoers"},
+	{Path: "/etc/ld.so.preload"}, {Path: "/etc/crontab"}, {Path: "/etc/ssh/sshd_config"},
+	{Path: "/etc/kubernetes/admin.conf"}, {Path: "/etc/kubernetes/kubelet.conf"},
+	{Path: "/etc/kubernetes/controller-manager.conf"}, {Path: "/etc/kubernetes/scheduler.conf"},
+	{Path: "/etc/kubernetes/super-admin.conf"}, {Path: "/var/lib/kubelet/kubeconfig"},
+	{Path: "/root/.kube/config"}, {Path: "/proc/kcore"},
+	{Path: "/var/run/secrets/kubernetes.io/", Prefix: true}, {Path: "/run/secrets/kubernetes.io/", Prefix: true},
+	{Path: "/var/run/secrets/eks.amazonaws.com/", Prefix: true}, {Path: "/var/run/secrets/azure/", Prefix: true},
+	{Path: "/etc/sudoers.d/", Prefix: true}, {Path: "/etc/cron.d/", Prefix: true},
+	{Path: "/var/spool/cron/", Prefix: true}, {Path: "/root/.ssh/", Prefix: true},
+	{Path: "/etc/kubernetes/pki/", Prefix: true}, {Path: "/var/lib/kubelet/pki/", Prefix: true},
+	{Path: "/root/.aws/", Prefix: true}, {Path: "/root/.docker/", Prefix: true},
+}
+
+// DefaultWatchNames are base names watched in every directory: SSH keys
+// and shell histories of any user.
+var DefaultWatchNames = []string{
+	"authorized_keys", "authorized_keys2", "id_rsa", "id_ecdsa", "id_ed25519",
+	".bash_history", ".zsh_history", ".ash_history", ".sh_history", ".mysql_history", ".psql_history",
+	".git-credentials", ".netrc", ".pgpass",
+}

@@ -198,7 +198,9 @@ func network(n *bpf.Net) *event.Network {
 		out.Family = "ipv6"
 	}
 	switch {
-	case n.Protocol == unix.IPPROTO_TCP || (n.Protocol == 0 && n.SockType == unix.SOCK_STREAM):
+	// Multipath TCP (Go's listeners default to it) is TCP on the wire
+	// and to every rule that asks for TCP.
+	case n.Protocol == unix.IPPROTO_TCP || n.Protocol == unix.IPPROTO_MPTCP || (n.Protocol == 0 && n.SockType == unix.SOCK_STREAM):
 		out.Protocol = "tcp"
 	case n.Protocol == unix.IPPROTO_UDP || (n.Protocol == 0 && n.SockType == unix.SOCK_DGRAM):
 		out.Protocol = "udp"

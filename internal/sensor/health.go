@@ -19,11 +19,23 @@ type stats struct {
 	mode     string
 	warnings []string
 	kernel   bpf.Counters // last read
+	counters func() (bpf.Counters, error)
+	connLost func() uint64 // fallback mode: connector overruns
+
+	byKind map[event.Kind]uint64 // guarded by Sensor.emitMu
 }
 
-func (st *stats) setMode(mode string, warnings []string) {
+// setMode records how the sensor watches the kernel; counters reads the
+// kernel's counters (nil when there are none, as in fallback mode).
+func (st *stats) setMode(mode string, warnings []string, counters func() (bpf.Counters, error)) {
 	st.mu.Lock()
-	st.mode, st.warnings = mode, warnings
+	st.mode, st.warnings, st.counters = mode, warnings, counters
+	st.mu.Unlock()
+}
+
+func (st *stats) setConnectorLost(lost func() uint64) {
+	st.mu.Lock()
+	st.connLost = lost
 	st.mu.Unlock()
 }
 
@@ -85,6 +97,13 @@ func (s *Sensor) Health() *event.Health {
 		}
 		h.DroppedPerCPU = append(h.DroppedPerCPU, cpu)
 		h.DroppedTotal += cpu
+	}
+	if s.stats.connLost != nil {
+		// The connector does not say what it lost, only that it did.
+		if n := s.stats.connLost(); n > 0 {
+			h.DroppedTotal += n
+			h.DroppedByKind = map[string]uint64{"connector_overrun": n}
+		}
 	}
 	for _, perKind := range s.stats.kernel.Sent {
 		for kind, n := range perKind {

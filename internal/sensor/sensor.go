@@ -30,6 +30,10 @@ type Config struct {
 	ProcRoot string
 	// RingBufferBytes sizes the kernel-to-user buffer (0: 8 MiB).
 	RingBufferBytes uint32
+	// Latency bounds how long an event may wait in the kernel's ring
+	// buffer: the sensor reads in batches rather than waking up for every
+	// record (0: 100ms; negative: wake for every record).
+	Latency time.Duration
 	// ProcessCache bounds the process tree (0: 32768 processes).
 	ProcessCache int
 	// AncestryDepth is how many ancestors an event carries (0: 8).
@@ -40,6 +44,9 @@ type Config struct {
 	// WatchPaths and WatchNames replace the default sensitive files.
 	WatchPaths []bpf.WatchPath
 	WatchNames []string
+	// DisableEBPF watches through the netlink process connector only, as
+	// when eBPF cannot be loaded.
+	DisableEBPF bool
 	// Containers attributes processes to containers; nil attributes none.
 	Containers Containers
 	// Log receives the sensor's own diagnostics; nil discards them.
@@ -62,6 +69,9 @@ type Sensor struct {
 func New(cfg Config) *Sensor {
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot = "/proc"
+	}
+	if cfg.Latency == 0 {
+		cfg.Latency = 100 * time.Millisecond
 	}
 	if cfg.AncestryDepth <= 0 {
 		cfg.AncestryDepth = 8
@@ -89,6 +99,9 @@ func New(cfg Config) *Sensor {
 	}
 }
 
+// fallbackLimits says what the netlink fallback cannot see.
+const fallbackLimits = "only process exec, fork and exit are seen, argv is read from /proc and can be missed for short-lived processes, and network, file, module, namespace and ptrace events are not reported"
+
 // ErrNotRoot is returned by Run when the sensor lacks the privileges to
 // watch the kernel.
 var ErrNotRoot = errors.New("the sensor must run as root: it loads eBPF programs (or, as a fallback, listens to the kernel's process connector)")
@@ -103,14 +116,20 @@ func (s *Sensor) Run(ctx context.Context, emit func(*event.Event)) error {
 	s.emit = emit
 	s.seed()
 
+	if s.cfg.DisableEBPF {
+		warning := "eBPF disabled by configuration; watching the netlink process connector: " + fallbackLimits
+		s.cfg.Log.Warn(warning)
+		return s.runFallback(ctx, warning)
+	}
 	objs, err := bpf.Open(bpf.Config{
 		RingBufferBytes: s.cfg.RingBufferBytes,
+		Latency:         max(s.cfg.Latency, 0),
 		SelfTgid:        uint32(os.Getpid()),
 		Paths:           s.cfg.WatchPaths,
 		Names:           s.cfg.WatchNames,
 	})
 	if err != nil {
-		warning := fmt.Sprintf("eBPF programs could not be loaded (%v); falling back to the netlink process connector: only process exec, fork and exit are seen, argv is read from /proc and can be missed for short-lived processes, and network, file, module, namespace and ptrace events are not reported", err)
+		warning := fmt.Sprintf("eBPF programs could not be loaded (%v); falling back to the netlink process connector: %s", err, fallbackLimits)
 		s.cfg.Log.Warn(warning)
 		return s.runFallback(ctx, warning)
 	}
@@ -119,7 +138,7 @@ func (s *Sensor) Run(ctx context.Context, emit func(*event.Event)) error {
 	for _, m := range objs.Missing() {
 		warnings = append(warnings, "hook not available on this kernel: "+m)
 	}
-	s.stats.setMode("ebpf", warnings)
+	s.stats.setMode("ebpf", warnings, objs.Counters)
 
 	done := make(chan struct{})
 	go func() {
@@ -127,15 +146,18 @@ func (s *Sensor) Run(ctx context.Context, emit func(*event.Event)) error {
 		s.healthLoop(ctx, objs.Counters)
 	}()
 	go func() {
+		// Stop new records, then read what is already buffered: nothing
+		// the kernel recorded before cancellation is lost.
 		<-ctx.Done()
-		objs.Close() // unblocks Read
+		objs.Detach()
+		objs.Drain()
 	}()
 
 	dec := bpf.NewDecoder()
 	for {
 		raw, err := objs.Read()
 		if err != nil {
-			if errors.Is(err, bpf.ErrClosed) || ctx.Err() != nil {
+			if errors.Is(err, bpf.ErrDrained) || errors.Is(err, bpf.ErrClosed) {
 				break
 			}
 			return fmt.Errorf("read ring buffer: %w", err)
@@ -156,6 +178,10 @@ func (s *Sensor) Run(ctx context.Context, emit func(*event.Event)) error {
 func (s *Sensor) send(e *event.Event) {
 	s.stats.events.Add(1)
 	s.emitMu.Lock()
+	if s.stats.byKind == nil {
+		s.stats.byKind = map[event.Kind]uint64{}
+	}
+	s.stats.byKind[e.Kind]++
 	s.emit(e)
 	s.emitMu.Unlock()
 }

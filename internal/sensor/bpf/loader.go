@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -30,6 +31,11 @@ type Config struct {
 	// RingBufferBytes is the size of the kernel-to-user ring buffer, a
 	// power of two multiple of the page size. 0 means 8 MiB.
 	RingBufferBytes uint32
+	// Latency bounds how long a record may wait in the ring buffer before
+	// Read returns it. Records are read in batches: the reader is woken
+	// when a sixteenth of the ring is full or after Latency, whichever
+	// comes first. 0 wakes the reader for every record.
+	Latency time.Duration
 	// SelfTgid is the sensor's own pid, whose activity is not reported.
 	SelfTgid uint32
 	// Paths and Names are the watched sensitive files: absolute paths and
@@ -45,6 +51,7 @@ type Objects struct {
 	reader  *ringbuf.Reader
 	record  ringbuf.Record
 	missing []string
+	latency time.Duration
 }
 
 // tracepoint names a syscall tracepoint program. Optional ones do not exist
@@ -73,6 +80,13 @@ func Open(cfg Config) (*Objects, error) {
 		size = 8 << 20
 	}
 	spec.Maps["events"].MaxEntries = size
+	var wakeup uint64
+	if cfg.Latency > 0 {
+		wakeup = uint64(size / 16)
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(wakeup); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
 	if err := spec.Variables["self_tgid"].Set(cfg.SelfTgid); err != nil {
 		return nil, fmt.Errorf("set self_tgid: %w", err)
 	}
@@ -83,7 +97,7 @@ func Open(cfg Config) (*Objects, error) {
 	if err := spec.Variables["name_lens"].Set(lens); err != nil {
 		return nil, fmt.Errorf("set name_lens: %w", err)
 	}
-	o := &Objects{}
+	o := &Objects{latency: cfg.Latency}
 	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
 		if errors.As(err, &verr) {
@@ -233,10 +247,19 @@ func (o *Objects) Missing() []string { return o.missing }
 // the next call. It returns ErrClosed once Close has been called. Read is
 // not safe for concurrent use.
 func (o *Objects) Read() ([]byte, error) {
-	if err := o.reader.ReadInto(&o.record); err != nil {
-		return nil, err
+	for {
+		if o.latency > 0 {
+			o.reader.SetDeadline(time.Now().Add(o.latency))
+		}
+		err := o.reader.ReadInto(&o.record)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // the latency timer fired on an empty ring
+		}
+		if err != nil {
+			return nil, err
+		}
+		return o.record.RawSample, nil
 	}
-	return o.record.RawSample, nil
 }
 
 // Counters are the per-CPU, per-kind counts of records sent to and dropped
@@ -269,6 +292,27 @@ func (o *Objects) Counters() (Counters, error) {
 	}
 	return c, nil
 }
+
+// Detach stops the kernel from producing records; records already in the
+// ring buffer can still be read. Used to shut down without losing any.
+func (o *Objects) Detach() error {
+	var errs []error
+	for _, l := range o.links {
+		errs = append(errs, l.Close())
+	}
+	o.links = nil
+	return errors.Join(errs...)
+}
+
+// Drain wakes a blocked Read: Read returns the records already in the
+// ring buffer, then ErrDrained.
+func (o *Objects) Drain() error {
+	return o.reader.Flush()
+}
+
+// ErrDrained is returned by Read once Drain has been called and every
+// record buffered before it has been read.
+var ErrDrained = ringbuf.ErrFlushed
 
 // Close detaches every hook and frees the kernel objects. A blocked Read
 // returns ErrClosed.

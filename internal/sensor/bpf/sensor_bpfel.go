@@ -221,6 +221,7 @@ const (
 	sensorVarRecordKindMax      = "record_kind_max"
 	sensorVarSelfTgid           = "self_tgid"
 	sensorVarSysCallNone        = "sys_call_none"
+	sensorVarWakeupBytes        = "wakeup_bytes"
 )
 
 // loadSensor returns the embedded CollectionSpec for sensor.
@@ -328,6 +329,7 @@ type sensorVariableSpecs struct {
 	RecordKindMax *ebpf.VariableSpec `ebpf:"record_kind_max"`
 	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
 	SysCallNone   *ebpf.VariableSpec `ebpf:"sys_call_none"`
+	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // sensorObjects contains all objects after they have been loaded into the kernel.
@@ -384,6 +386,7 @@ type sensorVariables struct {
 	RecordKindMax *ebpf.Variable `ebpf:"record_kind_max"`
 	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
 	SysCallNone   *ebpf.Variable `ebpf:"sys_call_none"`
+	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // sensorPrograms contains all programs after they have been loaded into the kernel.

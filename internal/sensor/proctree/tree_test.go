@@ -73,3 +73,19 @@ func TestBounded(t *testing.T) {
 		t.Fatal("evicting live processes was not counted")
 	}
 }
+
+// BenchmarkForkExecExit is the tree's work for one short-lived process,
+// with an ancestry lookup as every event does.
+func BenchmarkForkExecExit(b *testing.B) {
+	tr := New(Config{Max: 4096})
+	tr.Put(Entry{Pid: 1, Exe: "/sbin/init"})
+	args := []string{"/bin/true", "--flag", "value"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		pid := uint32(2 + i%1_000_000)
+		tr.Fork(1, pid, uint64(i), "id")
+		tr.Exec(Entry{Pid: pid, Ppid: 1, Exe: "/bin/true", Args: args, ExecID: "id"})
+		_ = tr.Ancestry(pid, 8)
+		tr.Exit(pid)
+	}
+}

@@ -1,0 +1,54 @@
+# Vigil's build. `make run` runs Vigil; `make test` runs every test as root
+# on a Debian machine, installing what the tests need first.
+GO        ?= go
+BIN       ?= bin/vigil
+BPF_DIR   := internal/sensor/bpf
+VM_KERNELS ?=
+
+.PHONY: all build run deps generate verify-generate vet test unit vmtest bench acceptance clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/vigil
+
+run: build
+	$(BIN) sensor --output jsonl
+
+# deps installs the Debian packages the tests and `make generate` need (idempotent).
+deps:
+	hack/install-deps.sh
+
+# generate rebuilds the eBPF objects and their Go bindings with Debian's clang-14.
+generate:
+	cd $(BPF_DIR) && $(GO) generate ./...
+
+# verify-generate fails when the committed eBPF objects differ from a fresh build.
+verify-generate:
+	hack/verify-generate.sh
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# unit runs every Go test (privileged ones included: run as root) and
+# compiles every benchmark once.
+unit:
+	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x ./...
+
+# vmtest runs the sensor's privileged tests under Debian's 6.1 and 6.12 kernels in qemu.
+vmtest:
+	hack/vmtest.sh $(VM_KERNELS)
+
+test: deps verify-generate vet unit vmtest
+
+# bench measures the sensor's overhead on an exec- and connect-heavy workload.
+bench: build
+	bench/sensor-overhead.sh
+
+acceptance: build
+	../shared/acceptance/02-sensor
+
+clean:
+	rm -rf bin

@@ -15,7 +15,7 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(sensorCmd())
+	root.AddCommand(sensorCmd(), rulesCmd())
 	return root
 }
 

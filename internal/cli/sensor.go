@@ -30,13 +30,18 @@ func sensorCmd() *cobra.Command {
 		logLevel    string
 		metricsAddr string
 		cpuProfile  string
+		rf          ruleFlags
+		det         detectFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "sensor",
 		Short: "Run the node sensor: process, network and file activity from eBPF, attributed to containers",
 		Long: `Run the node sensor. It needs root. With --output jsonl it prints every
-event as one JSON object per line on stdout (see DESIGN.md for the shape);
-its own diagnostics go to stderr. Interrupt it (SIGINT or SIGTERM) to stop:
+event and every alert as one JSON object per line on stdout (see DESIGN.md
+for the shapes: events have "kind", alerts have "rule"); its own
+diagnostics go to stderr. Events go through the detection rules (built in,
+plus --rules); an alert is written the moment it is raised, and an
+aggregated alert is written again, same id, when its count grows. Interrupt it (SIGINT or SIGTERM) to stop:
 it detaches from the kernel, delivers every event already recorded and
 prints a last sensor.health event.`,
 		Args: cobra.NoArgs,
@@ -63,7 +68,24 @@ prints a last sensor.health event.`,
 				defer stop()
 			}
 			out := newJSONLines(os.Stdout, 200*time.Millisecond)
-			err := s.Run(cmd.Context(), out.write)
+			emit := out.write
+			if !det.off {
+				eng, err := det.engine(&rf, cfg.Node, cfg.ProcRoot, log, out.writeNow)
+				if err != nil {
+					return err
+				}
+				ctx, cancel := context.WithCancel(cmd.Context())
+				done := make(chan struct{})
+				go func() { defer close(done); _ = eng.Run(ctx) }()
+				defer func() { cancel(); <-done }()
+				emit = func(e *event.Event) {
+					if !det.alertsOnly || e.Kind == event.SensorHealth {
+						out.write(e)
+					}
+					eng.Process(e)
+				}
+			}
+			err := s.Run(cmd.Context(), emit)
 			if cerr := out.close(); err == nil {
 				err = cerr
 			}
@@ -75,7 +97,7 @@ prints a last sensor.health event.`,
 	f.StringVar(&cfg.Node, "node", os.Getenv("NODE_NAME"), "node name in events (default: $NODE_NAME or the host name)")
 	f.StringVar(&cfg.ProcRoot, "proc", "/proc", "the host's /proc (e.g. /host/proc in a pod)")
 	f.Uint32Var(&cfg.RingBufferBytes, "ring-buffer", 8<<20, "kernel-to-user ring buffer size in bytes (a power of two)")
-	f.DurationVar(&cfg.Latency, "latency", 100*time.Millisecond, "longest an event waits in the kernel before the sensor reads it (events are read in batches)")
+	f.DurationVar(&cfg.Latency, "latency", 20*time.Millisecond, "longest an event waits in the kernel before the sensor reads it (events are read in batches)")
 	f.IntVar(&cfg.ProcessCache, "process-cache", 32768, "most processes kept in the process tree")
 	f.DurationVar(&cfg.HealthInterval, "health-interval", 30*time.Second, "how often to emit sensor.health events")
 	f.BoolVar(&cfg.DisableEBPF, "no-ebpf", false, "do not load eBPF programs: watch exec, fork and exit through the netlink process connector only")
@@ -83,6 +105,8 @@ prints a last sensor.health event.`,
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
 	_ = f.MarkHidden("cpu-profile")
+	rf.register(cmd)
+	det.register(cmd)
 	return cmd
 }
 
@@ -124,6 +148,19 @@ func (j *jsonLines) write(e *event.Event) {
 	j.mu.Lock()
 	if j.err == nil {
 		j.err = j.enc.Encode(e)
+	}
+	j.mu.Unlock()
+}
+
+// writeNow writes v and flushes at once: alerts do not wait for the
+// periodic flush.
+func (j *jsonLines) writeNow(v any) {
+	j.mu.Lock()
+	if j.err == nil {
+		j.err = j.enc.Encode(v)
+	}
+	if j.err == nil {
+		j.err = j.w.Flush()
 	}
 	j.mu.Unlock()
 }

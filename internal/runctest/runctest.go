@@ -23,6 +23,9 @@ type Options struct {
 	Overlay bool
 	// Args is the container's init; default sleeps for ten minutes.
 	Args []string
+	// Links adds symlinks to the image (path in the container -> target),
+	// e.g. a web server's name for busybox.
+	Links map[string]string
 }
 
 // Container is a running runc container.
@@ -64,6 +67,10 @@ func Start(t testing.TB, opts Options) *Container {
 	copyFile(t, busybox, filepath.Join(image, "bin", "busybox"), 0o755)
 	for _, a := range applets {
 		must(t, os.Symlink("busybox", filepath.Join(image, "bin", a)))
+	}
+	for path, target := range opts.Links {
+		must(t, os.MkdirAll(filepath.Join(image, filepath.Dir(path)), 0o755))
+		must(t, os.Symlink(target, filepath.Join(image, path)))
 	}
 	must(t, os.WriteFile(filepath.Join(image, "etc", "passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644))
 	must(t, os.WriteFile(filepath.Join(image, "etc", "shadow"), []byte("root:*:19000:0:99999:7:::\n"), 0o600))

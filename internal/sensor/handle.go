@@ -81,6 +81,13 @@ func (s *Sensor) handle(r *bpf.Record) {
 func (s *Sensor) handleExec(r *bpf.Record) {
 	x := r.Exec
 	exe := x.Filename
+	if exe == "/proc/self/exe" {
+		// A re-exec of the caller's own binary (busybox applets, runc,
+		// multi-call tools): name the binary, not the magic link.
+		if prev, ok := s.tree.Get(r.Tgid); ok && prev.Exe != "" {
+			exe = prev.Exe
+		}
+	}
 	if !strings.HasPrefix(exe, "/") && x.Cwd != "" && !x.Memfd {
 		exe = filepath.Join(x.Cwd, exe)
 	}
@@ -100,7 +107,9 @@ func (s *Sensor) handleExec(r *bpf.Record) {
 		// the container after it started (copied, downloaded, compiled).
 		started := s.clock.wall(x.NSStartBoottime)
 		p.ExeWrittenAfterStart = x.NSStartBoottime != 0 && x.ExeCtimeNs > uint64(started.UnixNano())
-		p.Drift = p.UpperLayer || p.ExeWrittenAfterStart
+		// A memfd is fileless execution, reported as such, not a binary
+		// added to the container's filesystem (runc's own init runs from one).
+		p.Drift = (p.UpperLayer || p.ExeWrittenAfterStart) && !x.Memfd
 	}
 	s.send(e)
 	if x.Memfd {

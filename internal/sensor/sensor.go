@@ -32,7 +32,7 @@ type Config struct {
 	RingBufferBytes uint32
 	// Latency bounds how long an event may wait in the kernel's ring
 	// buffer: the sensor reads in batches rather than waking up for every
-	// record (0: 100ms; negative: wake for every record).
+	// record (0: 20ms; negative: wake for every record).
 	Latency time.Duration
 	// ProcessCache bounds the process tree (0: 32768 processes).
 	ProcessCache int
@@ -71,7 +71,7 @@ func New(cfg Config) *Sensor {
 		cfg.ProcRoot = "/proc"
 	}
 	if cfg.Latency == 0 {
-		cfg.Latency = 100 * time.Millisecond
+		cfg.Latency = 20 * time.Millisecond
 	}
 	if cfg.AncestryDepth <= 0 {
 		cfg.AncestryDepth = 8

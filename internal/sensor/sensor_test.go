@@ -36,12 +36,13 @@ type recorder struct {
 
 func startSensor(t *testing.T, cfg sensor.Config) *recorder {
 	t.Helper()
-	return startSensorSlow(t, cfg, 0)
+	return startSensorHeld(t, cfg, nil)
 }
 
-// startSensorSlow starts a sensor whose consumer spends delay on every
-// event, as a slow exporter would.
-func startSensorSlow(t *testing.T, cfg sensor.Config, delay time.Duration) *recorder {
+// startSensorHeld starts a sensor whose consumer, like a stalled exporter,
+// blocks on every event but sensor.health until hold is closed (a nil hold
+// never blocks).
+func startSensorHeld(t *testing.T, cfg sensor.Config, hold <-chan struct{}) *recorder {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Fatal("the sensor tests load eBPF programs and start containers: run them as root")
@@ -58,8 +59,8 @@ func startSensorSlow(t *testing.T, cfg sensor.Config, delay time.Duration) *reco
 	r.sensor = s
 	go func() {
 		r.done <- s.Run(ctx, func(e *event.Event) {
-			if delay > 0 {
-				time.Sleep(delay)
+			if hold != nil && e.Kind != event.SensorHealth {
+				<-hold
 			}
 			r.mu.Lock()
 			r.events = append(r.events, e)

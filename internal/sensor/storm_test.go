@@ -3,7 +3,6 @@ package sensor_test
 import (
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/sensor"
@@ -16,18 +15,25 @@ func TestExecStorm(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		ring      uint32
-		delay     time.Duration
+		stall     bool
 		execs     int
 		wantDrops bool
 	}{
 		{name: "default ring buffer", execs: 3000},
-		// A 16 KiB ring and a consumer slower than the storm: the kernel
-		// must drop, and every drop must be counted.
-		{name: "tiny ring and slow consumer", ring: 16 << 10, delay: 2 * time.Millisecond, execs: 1000, wantDrops: true},
+		// A 16 KiB ring and a consumer stalled for the whole storm: the
+		// kernel must drop, and every drop must be counted.
+		{name: "tiny ring and stalled consumer", ring: 16 << 10, stall: true, execs: 1000, wantDrops: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startSensorSlow(t, sensor.Config{RingBufferBytes: tc.ring}, tc.delay)
+			var hold chan struct{}
+			if tc.stall {
+				hold = make(chan struct{})
+			}
+			r := startSensorHeld(t, sensor.Config{RingBufferBytes: tc.ring}, hold)
 			storm, out := action(t, "exec-storm", strconv.Itoa(tc.execs))
+			if hold != nil {
+				close(hold)
+			}
 			if out != "" {
 				t.Fatalf("exec storm: %s", out)
 			}

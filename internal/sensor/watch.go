@@ -18,12 +18,20 @@ var DefaultWatchPaths = []bpf.WatchPath{
 	{Path: "/var/spool/cron/", Prefix: true}, {Path: "/root/.ssh/", Prefix: true},
 	{Path: "/etc/kubernetes/pki/", Prefix: true}, {Path: "/var/lib/kubelet/pki/", Prefix: true},
 	{Path: "/root/.aws/", Prefix: true}, {Path: "/root/.docker/", Prefix: true},
+	{Path: "/root/.config/gcloud/", Prefix: true}, {Path: "/root/.azure/", Prefix: true},
+	{Path: "/etc/cron.hourly/", Prefix: true}, {Path: "/etc/cron.daily/", Prefix: true},
+	{Path: "/etc/cron.weekly/", Prefix: true}, {Path: "/etc/cron.monthly/", Prefix: true},
+	// Container escapes and kernel tuning for miners.
+	{Path: "/proc/sys/kernel/core_pattern"}, {Path: "/proc/sysrq-trigger"}, {Path: "/proc/sys/kernel/sysrq"},
+	{Path: "/proc/sys/vm/nr_hugepages"}, {Path: "/proc/sys/kernel/modprobe"},
 }
 
-// DefaultWatchNames are base names watched in every directory: SSH keys
-// and shell histories of any user.
+// DefaultWatchNames are base names watched in every directory: SSH keys,
+// shell histories and credentials of any user, and cgroup release agents.
 var DefaultWatchNames = []string{
 	"authorized_keys", "authorized_keys2", "id_rsa", "id_ecdsa", "id_ed25519",
 	".bash_history", ".zsh_history", ".ash_history", ".sh_history", ".mysql_history", ".psql_history",
 	".git-credentials", ".netrc", ".pgpass",
+	// cgroup v1 escape (the release_agent trick).
+	"release_agent", "notify_on_release",
 }

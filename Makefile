@@ -43,12 +43,16 @@ vmtest:
 
 test: deps verify-generate vet unit vmtest
 
-# bench measures the sensor's overhead on an exec- and connect-heavy workload.
+# bench measures the sensor's overhead on an exec- and connect-heavy workload,
+# the end-to-end alert latency, and the detection engine's throughput.
 bench: build
-	bench/sensor-overhead.sh
+	bench/sensor-overhead.sh 5
+	bench/alert-latency.sh 300
+	$(GO) test -run '^$$' -bench 'Engine' -benchtime 3s ./internal/detect/
 
 acceptance: build
 	../shared/acceptance/02-sensor
+	../shared/acceptance/03-rules
 
 clean:
 	rm -rf bin

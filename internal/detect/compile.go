@@ -23,6 +23,8 @@ type matcher struct {
 	pre   []pred
 	exact bool
 	prg   cel.Program
+	// keys file the rule in the index (index.go); nil: always a candidate.
+	keys []indexKey
 }
 
 func (m *matcher) match(v *view) bool {
@@ -96,6 +98,7 @@ func (c *compiler) compile(src string) (*matcher, error) {
 	}
 	m := &matcher{src: expanded}
 	pf := prefilter{ast: ast.NativeRep(), intel: c.intel}
+	m.keys = pf.firstKeys(ast.NativeRep().Expr())
 	if p, ok := pf.exact(ast.NativeRep().Expr()); ok {
 		m.pre, m.exact = []pred{p}, true
 		return m, nil

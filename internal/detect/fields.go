@@ -95,7 +95,9 @@ var fields = []*field{
 	{name: "container.namespace", typ: tString, doc: "pod namespace", str: func(v *view) string { return v.ctr().Namespace }},
 	{name: "container.workload", typ: tString, doc: "owning workload, e.g. Deployment/shop/web", str: func(v *view) string { return v.ctr().Workload }},
 	{name: "container.labels", typ: tMap, doc: "pod labels", dict: func(v *view) map[string]string { return v.ctr().Labels }},
-	{name: "in_container", typ: tBool, doc: "the process runs in a container", flag: func(v *view) bool { return v.e.Container != nil && v.e.Container.ID != "" }},
+	{name: "in_container", typ: tBool, doc: "the process is a container's workload (not the runtime's own init setting the container up)", flag: func(v *view) bool {
+		return v.e.Container != nil && v.e.Container.ID != "" && !isRuntimeInit(v.proc())
+	}},
 
 	{name: "net.protocol", typ: tString, doc: "tcp or udp", str: func(v *view) string { return v.net().Protocol }},
 	{name: "net.family", typ: tString, doc: "ipv4 or ipv6", str: func(v *view) string { return v.net().Family }},
@@ -125,13 +127,13 @@ var fields = []*field{
 		}
 		return v.e.Module.Name
 	}},
-	{name: "namespace.op", typ: tString, doc: "unshare or setns", str: func(v *view) string {
+	{name: "ns.op", typ: tString, doc: "namespace change: unshare or setns (namespace is a reserved word in CEL)", str: func(v *view) string {
 		if v.e.Namespace == nil {
 			return ""
 		}
 		return v.e.Namespace.Op
 	}},
-	{name: "namespace.types", typ: tList, doc: "namespace types, e.g. user, mnt", list: func(v *view) []string {
+	{name: "ns.types", typ: tList, doc: "namespace types of an unshare or setns, e.g. user, mnt", list: func(v *view) []string {
 		if v.e.Namespace == nil {
 			return nil
 		}
@@ -295,13 +297,22 @@ func (v *view) ancestorExes() []string {
 
 // ancestry is the parent first, then its ancestors. The sensor's Ancestry
 // already starts with the parent; a bare Parent (fixtures, audit events)
-// stands alone.
+// stands alone. In a container it ends at the container runtime (runc,
+// containerd-shim, ...): what started the runtime on the host is not the
+// container's story, and rules must not see the node's tooling there.
 func (v *view) ancestry() []event.Lineage {
 	p := v.e.Process
 	if p == nil {
 		return nil
 	}
 	if len(p.Ancestry) > 0 {
+		if v.e.Container != nil && v.e.Container.ID != "" {
+			for i, a := range p.Ancestry {
+				if isContainerRuntime(basename(a.Exe)) || len(a.Args) > 0 && isContainerRuntime(basename(a.Args[0])) {
+					return p.Ancestry[:i+1]
+				}
+			}
+		}
 		return p.Ancestry
 	}
 	if p.Parent != nil {
@@ -418,4 +429,24 @@ func Functions() []FieldInfo {
 		{"ti_miner_port(int)", "bool", "a port mining pools commonly use"},
 		{"ti_miner_pool_in / ti_oast_domain_in / ti_malicious_domain_in / ti_malicious_ip_in(text)", "bool", "free text (a command line) names a host or address on that list"},
 	}
+}
+
+// isContainerRuntime names the processes that start containers: the edge
+// between a container's process tree and the node's.
+func isContainerRuntime(name string) bool {
+	switch name {
+	case "runc", "crun", "youki", "runsc", "conmon", "containerd", "dockerd":
+		return true
+	}
+	return strings.HasPrefix(name, "containerd-shim")
+}
+
+// isRuntimeInit reports the container runtime's own init process (runc
+// init and its kin), which runs inside the new container's cgroup and
+// namespaces to set it up before the workload's exec.
+func isRuntimeInit(p *event.Process) bool {
+	if strings.HasPrefix(p.Comm, "runc:") {
+		return true
+	}
+	return len(p.Args) > 1 && p.Args[1] == "init" && isContainerRuntime(basename(p.Args[0]))
 }

@@ -45,7 +45,7 @@ type Options struct {
 // and safe for concurrent use.
 type Ruleset struct {
 	rules      []*compiled // every rule, disabled ones included, by id
-	byKind     map[event.Kind][]*compiled
+	byKind     map[event.Kind]*kindIndex
 	exceptions []Exception
 	intel      Intel
 	c          *compiler
@@ -253,7 +253,8 @@ func build(files []namedFile, disable []string, in Intel) (*Ruleset, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs := &Ruleset{byKind: map[event.Kind][]*compiled{}, exceptions: exceptions, intel: in, c: c}
+	rs := &Ruleset{byKind: map[event.Kind]*kindIndex{}, exceptions: exceptions, intel: in, c: c}
+	enabled := map[event.Kind][]*compiled{}
 	ids := make([]string, 0, len(rules))
 	for id := range rules {
 		ids = append(ids, id)
@@ -275,8 +276,11 @@ func build(files []namedFile, disable []string, in Intel) (*Ruleset, error) {
 			continue
 		}
 		for _, k := range cr.allKinds() {
-			rs.byKind[k] = append(rs.byKind[k], cr)
+			enabled[k] = append(enabled[k], cr)
 		}
+	}
+	for k, rules := range enabled {
+		rs.byKind[k] = newKindIndex(rules)
 	}
 	for _, d := range disable {
 		if !strings.HasSuffix(d, "*") && rules[d].ID == "" {

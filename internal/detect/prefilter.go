@@ -147,7 +147,11 @@ func (p prefilter) call(c celast.CallExpr) (pred, bool) {
 			return nil, false
 		}
 		get := f.str
-		return func(v *view) bool { return containsAny(get(v), needles) }, true
+		if len(needles) < 4 {
+			return func(v *view) bool { return containsAny(get(v), needles) }, true
+		}
+		set := newBigramSet(needles)
+		return func(v *view) bool { return set.any(get(v)) }, true
 	case "any_in":
 		f := p.field(args[0])
 		items, ok := stringLiterals(args[1])

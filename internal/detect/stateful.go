@@ -22,6 +22,11 @@ type partial struct {
 // fires when one completes. An event can both advance a partial and start
 // a new one (two downloads, then the chmod of the second).
 func (e *Engine) sequence(r *compiled, v *view) {
+	// The common case, cheaply: nothing under way for this rule anywhere
+	// and the event does not start it.
+	if e.live[r] == 0 && !(slices.Contains(r.steps[0].Kinds, v.e.Kind) && r.steps[0].m.match(v) && r.m.match(v)) {
+		return
+	}
 	at := v.e.Time
 	if at.IsZero() {
 		at = e.cfg.Now()
@@ -68,6 +73,7 @@ func (e *Engine) sequence(r *compiled, v *view) {
 		}
 		parts = append(parts, &partial{next: 1, key: key, start: at, seen: []string{stepLine(r.steps[0], v)}})
 	}
+	e.live[r] += len(parts) - len(e.seqs[gk])
 	if len(parts) == 0 {
 		delete(e.seqs, gk)
 		return
@@ -101,7 +107,7 @@ func (e *Engine) evictGroups(now time.Time) {
 	var at time.Time
 	for k, parts := range e.seqs {
 		if len(parts) == 0 || now.Sub(parts[0].start) > time.Hour {
-			delete(e.seqs, k)
+			e.forgetGroup(k)
 			continue
 		}
 		if at.IsZero() || parts[0].start.Before(at) {
@@ -109,9 +115,19 @@ func (e *Engine) evictGroups(now time.Time) {
 		}
 	}
 	if len(e.seqs) >= maxGroups {
-		delete(e.seqs, oldest)
+		e.forgetGroup(oldest)
 	}
 	e.stats.StateEvicts++
+}
+
+// forgetGroup drops a group's partial sequences.
+func (e *Engine) forgetGroup(k groupKey) {
+	for r, n := range e.live {
+		if r.ID == k.rule {
+			e.live[r] = n - len(e.seqs[k])
+		}
+	}
+	delete(e.seqs, k)
 }
 
 // burstState holds one group's recent hits of a burst rule.

@@ -51,7 +51,7 @@ func TestAttacksRaiseAlerts(t *testing.T) {
 	}{
 		{
 			name: "web shell: php-fpm runs a shell that runs id",
-			args: []string{"/bin/sh", "-c", `exec -a sh /usr/sbin/php-fpm8.1 -c "sh -c id"`},
+			args: []string{"/bin/sh", "-c", `exec -a sh /usr/sbin/php-fpm8.1 -c "/bin/sh -c /bin/id"`},
 			want: []string{"runtime.web-shell"},
 		},
 		{
@@ -93,7 +93,7 @@ func TestAttacksRaiseAlerts(t *testing.T) {
 		{
 			name: "new user namespace from a container",
 			args: []string{"/bin/unshare", "-U", "/bin/true"},
-			want: []string{"runtime.namespace-creation-from-container"},
+			want: []string{"runtime.user-namespace-creation-from-container"},
 		},
 	}
 	want := map[string]string{}
@@ -141,9 +141,12 @@ func TestAttacksRaiseAlerts(t *testing.T) {
 	for _, a := range alerts {
 		if a.ContainerID != c.ID {
 			if _, expected := want[a.Rule]; expected {
-				t.Errorf("%s raised outside the container: %+v", a.Rule, a.Process)
+				t.Errorf("%s raised outside the container (container %q): %v %q", a.Rule, a.ContainerID, a.Process.Exe, a.Process.Args)
 			}
 			continue
+		}
+		if len(a.Process.Args) > 1 && a.Process.Args[1] == "init" {
+			t.Errorf("%s raised on the runtime's own init: %s %q", a.Rule, a.Process.Exe, a.Process.Args)
 		}
 		if a.Cluster != "test" || a.Process == nil || a.Process.Exe == "" || a.Process.Pid == 0 || a.ID == "" || a.FirstSeen.IsZero() {
 			t.Errorf("%s: attribution incomplete: %+v", a.Rule, a)

@@ -5,7 +5,7 @@ BIN       ?= bin/vigil
 BPF_DIR   := internal/sensor/bpf
 VM_KERNELS ?=
 
-.PHONY: all build run deps generate verify-generate vet test unit vmtest bench acceptance clean
+.PHONY: all build run deps generate verify-generate vet test unit fuzz vmtest bench acceptance clean
 
 all: build
 
@@ -13,7 +13,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/vigil
 
 run: build
-	$(BIN) sensor --output jsonl
+	$(BIN) up
 
 # deps installs the Debian packages the tests and `make generate` need (idempotent).
 deps:
@@ -41,7 +41,12 @@ unit:
 vmtest:
 	hack/vmtest.sh $(VM_KERNELS)
 
-test: deps verify-generate vet unit vmtest
+# fuzz runs the fuzzers of untrusted input for a bounded time each.
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./internal/ship/
+
+test: deps verify-generate vet unit fuzz vmtest
 
 # bench measures the sensor's overhead on an exec- and connect-heavy workload,
 # the end-to-end alert latency, and the detection engine's throughput.
@@ -53,6 +58,7 @@ bench: build
 acceptance: build
 	../shared/acceptance/02-sensor
 	../shared/acceptance/03-rules
+	../shared/acceptance/04-server
 
 clean:
 	rm -rf bin

@@ -30,7 +30,7 @@ func (d *detectFlags) register(cmd *cobra.Command) {
 }
 
 // engine loads the rules and builds the engine that writes alerts to emit.
-func (d *detectFlags) engine(rf *ruleFlags, node, procRoot string, log *slog.Logger, emit func(any)) (*detect.Engine, error) {
+func (d *detectFlags) engine(rf *ruleFlags, node, procRoot string, log *slog.Logger, emit func(*event.Alert)) (*detect.Engine, error) {
 	rs, err := rf.load(false)
 	if err != nil {
 		return nil, fmt.Errorf("load rules: %w", err)
@@ -56,6 +56,6 @@ func (d *detectFlags) engine(rf *ruleFlags, node, procRoot string, log *slog.Log
 		ProcRoot:       procRoot,
 		UpdateInterval: d.updateInterval,
 		Log:            log,
-		Emit:           func(a *event.Alert) { emit(a) },
+		Emit:           emit,
 	}), nil
 }

@@ -15,7 +15,7 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(sensorCmd(), rulesCmd())
+	root.AddCommand(sensorCmd(), rulesCmd(), serverCmd(), upCmd(), alertsCmd(), clusterCmd())
 	return root
 }
 

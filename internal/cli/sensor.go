@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,8 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/sensor"
+	"github.com/vigil-sec/vigil/internal/ship"
 )
 
 func sensorCmd() *cobra.Command {
@@ -32,6 +35,7 @@ func sensorCmd() *cobra.Command {
 		cpuProfile  string
 		rf          ruleFlags
 		det         detectFlags
+		shipFlags   shipFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "sensor",
@@ -46,8 +50,11 @@ it detaches from the kernel, delivers every event already recorded and
 prints a last sensor.health event.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "jsonl" {
-				return fmt.Errorf("--output %q: only jsonl is supported", output)
+			if output != "jsonl" && output != "none" {
+				return fmt.Errorf("--output %q: want jsonl (JSON lines on stdout) or none", output)
+			}
+			if output == "none" && shipFlags.server == "" {
+				return errors.New("--output none without --server: events and alerts would go nowhere")
 			}
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
@@ -56,44 +63,20 @@ prints a last sensor.health event.`,
 				}
 				defer stop()
 			}
-			log := logger(logLevel)
-			cfg.Log = log
-			cfg.Containers = newContainers(cfg)
-			s := sensor.New(cfg)
-			if metricsAddr != "" {
-				stop, err := serveMetrics(metricsAddr, s.Collector(), log)
+			run := sensorRun{cfg: cfg, rf: rf, det: det, jsonl: output == "jsonl", metricsAddr: metricsAddr, log: logger(logLevel)}
+			if shipFlags.server != "" {
+				client, err := shipFlags.open(cfg.Node, run.log)
 				if err != nil {
 					return err
 				}
-				defer stop()
+				defer client.Close()
+				run.ship = client
 			}
-			out := newJSONLines(os.Stdout, 200*time.Millisecond)
-			emit := out.write
-			if !det.off {
-				eng, err := det.engine(&rf, cfg.Node, cfg.ProcRoot, log, out.writeNow)
-				if err != nil {
-					return err
-				}
-				ctx, cancel := context.WithCancel(cmd.Context())
-				done := make(chan struct{})
-				go func() { defer close(done); _ = eng.Run(ctx) }()
-				defer func() { cancel(); <-done }()
-				emit = func(e *event.Event) {
-					if !det.alertsOnly || e.Kind == event.SensorHealth {
-						out.write(e)
-					}
-					eng.Process(e)
-				}
-			}
-			err := s.Run(cmd.Context(), emit)
-			if cerr := out.close(); err == nil {
-				err = cerr
-			}
-			return err
+			return run.run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&output, "output", "o", "jsonl", "where events go: jsonl (JSON lines on stdout)")
+	f.StringVarP(&output, "output", "o", "jsonl", "jsonl (events and alerts as JSON lines on stdout) or none (with --server)")
 	f.StringVar(&cfg.Node, "node", os.Getenv("NODE_NAME"), "node name in events (default: $NODE_NAME or the host name)")
 	f.StringVar(&cfg.ProcRoot, "proc", "/proc", "the host's /proc (e.g. /host/proc in a pod)")
 	f.Uint32Var(&cfg.RingBufferBytes, "ring-buffer", 8<<20, "kernel-to-user ring buffer size in bytes (a power of two)")
@@ -107,7 +90,126 @@ prints a last sensor.health event.`,
 	_ = f.MarkHidden("cpu-profile")
 	rf.register(cmd)
 	det.register(cmd)
+	shipFlags.register(cmd)
 	return cmd
+}
+
+// sensorRun wires the sensor to the engine and the outputs: JSON lines on
+// stdout, a server, or both.
+type sensorRun struct {
+	cfg         sensor.Config
+	rf          ruleFlags
+	det         detectFlags
+	jsonl       bool
+	ship        *ship.Client
+	metricsAddr string
+	log         *slog.Logger
+}
+
+func (r *sensorRun) run(ctx context.Context) error {
+	r.cfg.Log = r.log
+	r.cfg.Containers = newContainers(r.cfg)
+	s := sensor.New(r.cfg)
+	if r.metricsAddr != "" {
+		stop, err := serveMetrics(r.metricsAddr, s.Collector(), r.log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	out := newJSONLines(os.Stdout, 200*time.Millisecond)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	if r.ship != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.ship.Run(ctx) }()
+	}
+	alert := func(a *event.Alert) {
+		if r.jsonl {
+			out.writeNow(a)
+		}
+		if r.ship != nil {
+			r.ship.Alert(a)
+		}
+	}
+	var eng *detect.Engine
+	if !r.det.off {
+		var err error
+		if eng, err = r.det.engine(&r.rf, r.cfg.Node, r.cfg.ProcRoot, r.log, alert); err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = eng.Run(ctx) }()
+		if r.ship != nil {
+			wg.Add(1)
+			go func() { defer wg.Done(); syncExceptions(ctx, r.ship, eng, r.log) }()
+		}
+	}
+	emit := func(e *event.Event) {
+		if r.jsonl && (!r.det.alertsOnly || e.Kind == event.SensorHealth) {
+			out.write(e)
+		}
+		if e.Kind == event.SensorHealth && r.ship != nil {
+			r.ship.Health(healthOf(e))
+		}
+		if eng != nil {
+			eng.Process(e)
+		}
+	}
+	err := s.Run(ctx, emit)
+	if eng != nil {
+		eng.Flush()
+	}
+	if cerr := out.close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// exceptionsInterval is how often a sensor pulls the exceptions its
+// cluster's admins created from alerts.
+const exceptionsInterval = 30 * time.Second
+
+// syncExceptions applies the server's exceptions for this cluster to the
+// engine, at start and every exceptionsInterval, until ctx is done. A
+// failed pull keeps the last good set.
+func syncExceptions(ctx context.Context, client *ship.Client, eng *detect.Engine, log *slog.Logger) {
+	t := time.NewTicker(exceptionsInterval)
+	defer t.Stop()
+	for {
+		if err := pullExceptions(ctx, client, eng); err != nil && ctx.Err() == nil {
+			log.Warn("could not pull exceptions from the server; keeping the last ones", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pullExceptions fetches the cluster's exceptions once and applies them.
+func pullExceptions(ctx context.Context, client *ship.Client, eng *detect.Engine) error {
+	var out struct {
+		Exceptions []detect.Exception `json:"exceptions"`
+	}
+	if err := client.Get(ctx, "/api/v1/exceptions", &out); err != nil {
+		return err
+	}
+	eng.SetExceptions(out.Exceptions)
+	return nil
+}
+
+// healthOf turns a sensor.health event into the component state a server
+// shows: installed, or failed with the reason when eBPF could not load.
+func healthOf(e *event.Event) ship.Health {
+	h := ship.Health{Node: e.Node, Component: "sensor", State: "installed", Health: e.Health, At: e.Time}
+	if e.Health != nil && e.Health.Mode != "ebpf" {
+		h.State = "degraded"
+		h.Reason = strings.Join(e.Health.Warnings, "; ")
+	}
+	return h
 }
 
 // jsonLines writes events as JSON lines through a buffer that is flushed

@@ -132,6 +132,15 @@ func New(cfg Config) *Engine {
 	}
 }
 
+// SetExceptions replaces the exceptions given at run time (those a server
+// created from alerts); the rule files' own and Config.Exceptions stay.
+func (e *Engine) SetExceptions(xs []Exception) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	base := append(e.rs.Exceptions(), e.cfg.Exceptions...)
+	e.excs = append(base, xs...)
+}
+
 // Stats returns the engine's counters.
 func (e *Engine) Stats() Stats {
 	e.mu.Lock()

@@ -14,6 +14,7 @@ import (
 	"github.com/google/cel-go/common/types"
 
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/intel"
 )
 
 // loadRules loads the built-in rules plus one extra rules file.
@@ -500,5 +501,43 @@ func TestRuntimePassthroughIsNotAnAlert(t *testing.T) {
 	}
 	for _, a := range c.alerts {
 		t.Errorf("%s fired on the runtime's copy of a container command: %q", a.Rule, a.Process.Args)
+	}
+}
+
+// Threat intelligence is updatable from a file: an address the team adds
+// raises the malicious-IP rule, with no network access.
+func TestIntelUpdateFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "intel.txt")
+	if err := os.WriteFile(p, []byte("[malicious-ips]\n203.0.113.0/24\n[oast-domains]\ncanary.example-oast.net\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := intel.Default().WithFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	connect := &event.Event{Kind: event.NetworkConnect, Process: &event.Process{Pid: 9, Exe: "/usr/bin/python3", Args: []string{"python3", "app.py"}},
+		Container: &event.Container{ID: "c1"}, Network: &event.Network{Protocol: "tcp", Family: "ipv4", Dst: "203.0.113.7:443"}}
+	curl := &event.Event{Kind: event.ProcessExec, Process: &event.Process{Pid: 10, Exe: "/usr/bin/curl", Args: []string{"curl", "http://x1.canary.example-oast.net/"}},
+		Container: &event.Container{ID: "c1"}}
+
+	shipped := newCollector(t, loadRules(t, ""), nil)
+	shipped.send(time.Second, connect)
+	shipped.send(time.Second, curl)
+	if len(shipped.alerts) != 0 {
+		t.Fatalf("the shipped lists already know the test entries: %v", shipped.alerts[0].Rule)
+	}
+	rs, err := Load(Options{Intel: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated := newCollector(t, rs, nil)
+	updated.send(time.Second, connect)
+	updated.send(time.Second, curl)
+	if len(updated.of("runtime.malicious-ip-connection")) != 1 || len(updated.of("runtime.oast-domain-in-cmdline")) != 1 {
+		var got []string
+		for _, a := range updated.alerts {
+			got = append(got, a.Rule)
+		}
+		t.Fatalf("with the update file: %v", got)
 	}
 }

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/vigil-sec/vigil/internal/server/api"
+	"github.com/vigil-sec/vigil/internal/server/export"
+	"github.com/vigil-sec/vigil/internal/server/store"
+)
+
+// serverFlags configure `vigil server` and the server half of `vigil up`.
+type serverFlags struct {
+	addr      string
+	db        string
+	data      string
+	tlsCert   string
+	tlsKey    string
+	exports   string
+	logLevel  string
+	adminFile string
+}
+
+func (f *serverFlags) register(cmd *cobra.Command, defaultDB bool) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:7777", "address to serve the API (and later the console) on")
+	if defaultDB {
+		fl.StringVar(&f.db, "db", "", "database: sqlite:///path/vigil.db (default: DATA/vigil.db) or postgres://user@host/db")
+	} else {
+		fl.StringVar(&f.db, "db", "", "database: sqlite:///path/vigil.db or postgres://user@host/db (required)")
+	}
+	fl.StringVar(&f.data, "data", defaultDataDir(), "data directory: the SQLite database and the first admin token")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "and this key (PEM)")
+	fl.StringVar(&f.exports, "exports", "", "export outputs: a JSON file with a list of outputs (webhook, syslog, slack, splunk, elasticsearch)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/vigil"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".vigil")
+	}
+	return ".vigil"
+}
+
+func serverCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the central server: ingest, storage, the REST API and exports",
+		Long: `Run the central server. Sensors and agents post alerts, health and
+inventory to /api/v1/ingest with their cluster's credential; people and
+scripts use the REST API with tokens (admin or reader). On first start the
+server creates an admin token and writes it to DATA/admin.token (0600).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.db == "" {
+				return errors.New("--db is required (sqlite:///path/vigil.db or postgres://...)")
+			}
+			srv, err := startServer(cmd.Context(), f, logger(f.logLevel))
+			if err != nil {
+				return err
+			}
+			return srv.wait()
+		},
+	}
+	f.register(cmd, false)
+	return cmd
+}
+
+// runningServer is a server started by startServer.
+type runningServer struct {
+	url   string
+	token string // the admin token file's path
+	store *store.Store
+	errc  chan error
+	stop  func()
+}
+
+func (s *runningServer) wait() error { return <-s.errc }
+
+// startServer opens the store, bootstraps the first admin token, and
+// serves the API until ctx is done.
+func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*runningServer, error) {
+	if err := os.MkdirAll(f.data, 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	st, err := store.Open(ctx, f.db)
+	if err != nil {
+		return nil, fmt.Errorf("open the database: %w", err)
+	}
+	tokenFile := filepath.Join(f.data, "admin.token")
+	if err := bootstrapAdmin(ctx, st, tokenFile, log); err != nil {
+		st.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var outputs []export.Config
+	if f.exports != "" {
+		if outputs, err = loadExports(f.exports); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	disp, err := export.NewDispatcher(outputs, export.Options{Log: log, Registerer: reg})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit})
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", a.Handler())
+	l, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("--addr: %w", err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	scheme := "http"
+	if f.tlsCert != "" {
+		scheme = "https"
+	}
+	rs := &runningServer{url: scheme + "://" + l.Addr().String(), token: tokenFile, store: st, errc: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(ctx)
+	dispDone := make(chan struct{})
+	go func() { defer close(dispDone); _ = disp.Run(ctx) }()
+	go func() {
+		var err error
+		if f.tlsCert != "" {
+			err = hs.ServeTLS(l, f.tlsCert, f.tlsKey)
+		} else {
+			err = hs.Serve(l)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		cancel()
+		<-dispDone
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		rs.errc <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	rs.stop = cancel
+	log.Info("vigil server listening", "url", rs.url, "db", redactDSN(f.db))
+	return rs, nil
+}
+
+// bootstrapAdmin creates the first admin token when the token file does
+// not exist yet, and writes it there, readable by its owner only.
+func bootstrapAdmin(ctx context.Context, st *store.Store, path string, log *slog.Logger) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	secret, err := st.CreateToken(ctx, "admin (bootstrap)", store.RoleAdmin)
+	if err != nil {
+		return fmt.Errorf("create the first admin token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the first admin token: %w", err)
+	}
+	log.Info("first admin token written", "file", path)
+	return nil
+}
+
+// redactDSN hides a database password for logs.
+func redactDSN(dsn string) string {
+	u, err := url.Parse(dsn)
+	if err != nil || u.User == nil {
+		return dsn
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}
+
+// loadExports reads export outputs from a JSON file: [{"name":..,"type":..}, ...].
+func loadExports(path string) ([]export.Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--exports: %w", err)
+	}
+	var out []export.Config
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("--exports %s: %w", path, err)
+	}
+	return out, nil
+}

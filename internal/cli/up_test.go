@@ -1,0 +1,115 @@
+package cli
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// `vigil up` as root: the sensor on this machine raises an alert for a
+// real exec, ships it to the server, and the CLI lists it and dismisses it
+// with an admin token, while a reader token is refused.
+func TestUpSensorToServerToCLI(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("vigil up runs the eBPF sensor: run this test as root")
+	}
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := exec.Command(self)
+	up.Env = append(os.Environ(), "VIGIL_CLI_TEST_ARGS=up --data "+dir+" --addr "+addr+" --log-level warn")
+	up.Stderr = os.Stderr
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = up.Process.Kill(); _ = up.Wait() })
+	server := "http://" + addr
+	// Ready when the sensor reported in: the local cluster shows it installed.
+	admin := ""
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "admin.token")); err == nil {
+			admin = strings.TrimSpace(string(b))
+			out, err := run(t, "cluster", "list", "--server", server, "--token", admin)
+			if err == nil && strings.Contains(out, "sensor@") && strings.Contains(out, "=installed") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("vigil up did not report a running sensor within a minute")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	miner := filepath.Join(t.TempDir(), "xmrig")
+	data, err := os.ReadFile("/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(miner, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command(miner, "--donate-level", "1", "-o", "stratum+tcp://pool.supportxmr.com:3333").Run(); err != nil {
+		t.Fatal(err)
+	}
+
+	var id string
+	deadline = time.Now().Add(30 * time.Second)
+	for id == "" {
+		out, err := run(t, "alerts", "list", "--server", server, "--token", admin, "--rule", "runtime.crypto-miner-stratum", "-o", "json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var page struct {
+			Alerts []struct {
+				ID      string `json:"id"`
+				Cluster string `json:"cluster"`
+				Process struct {
+					Exe string `json:"exe"`
+				} `json:"process"`
+			} `json:"alerts"`
+		}
+		if err := json.Unmarshal([]byte(out), &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range page.Alerts {
+			if a.Process.Exe == miner && a.Cluster == "local" {
+				id = a.ID
+			}
+		}
+		if id == "" && time.Now().After(deadline) {
+			t.Fatalf("no stratum alert for %s reached the server: %s", miner, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	req, _ := http.NewRequest("POST", server+"/api/v1/tokens", strings.NewReader(`{"name":"viewer","role":"reader"}`))
+	req.Header.Set("Authorization", "Bearer "+admin)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	if _, err := run(t, "alerts", "dismiss", id, "--reason", "test", "--server", server, "--token", tok.Token); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("a reader dismissed an alert: %v", err)
+	}
+	if out, err := run(t, "alerts", "dismiss", id, "--reason", "test binary", "--server", server, "--token", admin); err != nil || !strings.Contains(out, "dismissed") {
+		t.Fatalf("admin dismiss: %v %s", err, out)
+	}
+	out, err := run(t, "alerts", "get", id, "--server", server, "--token", tok.Token, "-o", "json")
+	if err != nil || !strings.Contains(out, `"status": "dismissed"`) || !strings.Contains(out, "test binary") {
+		t.Fatalf("after dismiss: %v %s", err, out)
+	}
+}

@@ -1,0 +1,530 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/vigil-sec/vigil/internal/event"
+)
+
+// Alert is a stored alert: the alert as the engine raised it, with its
+// current count, times and status, plus what the server adds.
+type Alert struct {
+	event.Alert
+	ClusterID    string    `json:"cluster_id"`
+	IncidentID   string    `json:"incident_id,omitempty"`
+	StatusReason string    `json:"status_reason,omitempty"`
+	StatusBy     string    `json:"status_by,omitempty"`
+	StatusAt     time.Time `json:"status_at,omitzero"`
+}
+
+// AlertFilter selects alerts. Empty fields match everything; list fields
+// match any of their values.
+type AlertFilter struct {
+	Severity []event.Severity
+	Status   []string
+	// Cluster is a cluster id or name.
+	Cluster   string
+	Namespace string
+	Rule      string
+	// Resource matches the pod (name or namespace/name), workload,
+	// container id, node or image exactly.
+	Resource string
+	Node     string
+	// Search is a case-insensitive substring of the title, rule or
+	// process executable.
+	Search string
+	// Since and Until bound last_seen (both inclusive).
+	Since, Until time.Time
+	// Sort is "last_seen" (the default), "first_seen" or "severity" (then
+	// last_seen), always newest or most severe first.
+	Sort string
+	// Limit is the page size: default 50, at most 1000.
+	Limit int
+	// Cursor is a previous page's NextCursor.
+	Cursor string
+}
+
+// AlertPage is one page of a list; NextCursor is empty on the last page.
+type AlertPage struct {
+	Alerts     []Alert `json:"alerts"`
+	NextCursor string  `json:"next_cursor,omitempty"`
+}
+
+// Page sizes.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 1000
+)
+
+// sortKey is one of the orders a list can have; each is backed by an index
+// ending in (key columns..., id).
+type sortKey struct {
+	name    string
+	cols    []string // compared and ordered descending, then id
+	orderBy string
+}
+
+var sorts = map[string]sortKey{
+	"last_seen":  {"last_seen", []string{"last_seen"}, "last_seen DESC, id DESC"},
+	"first_seen": {"first_seen", []string{"first_seen"}, "first_seen DESC, id DESC"},
+	"severity":   {"severity", []string{"severity", "last_seen"}, "severity DESC, last_seen DESC, id DESC"},
+}
+
+// cursor is where the previous page stopped: the last row's sort values
+// and id. It travels base64url-encoded JSON, opaque to clients.
+type cursor struct {
+	Sort string  `json:"s"`
+	Keys []int64 `json:"k"`
+	ID   string  `json:"i"`
+}
+
+func (c cursor) encode() string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string, sk sortKey) (cursor, error) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.Sort != sk.name || len(c.Keys) != len(sk.cols) || c.ID == "" {
+		return cursor{}, fmt.Errorf("%w: cursor is not one this list gave (or the sort changed)", ErrInvalid)
+	}
+	return c, nil
+}
+
+const alertSelect = `SELECT id, cluster_id, incident_id, status, status_reason, status_by, status_at,
+	hit_count, first_seen, last_seen, severity, doc FROM alerts`
+
+// where builds the WHERE clause of f (without cursor). none is true when
+// the filter can match nothing (an unknown cluster).
+func (s *Store) where(ctx context.Context, f AlertFilter) (clause string, args []any, none bool, err error) {
+	var conds []string
+	if len(f.Severity) > 0 {
+		seen := map[int]bool{}
+		var ranks []any
+		for _, sev := range f.Severity {
+			r := sev.Rank()
+			if r < 0 {
+				return "", nil, false, fmt.Errorf("%w: severity %q", ErrInvalid, clip(string(sev)))
+			}
+			if !seen[r] {
+				seen[r] = true
+				ranks = append(ranks, r)
+			}
+		}
+		if len(ranks) < 4 {
+			conds = append(conds, "severity IN ("+inList(len(ranks))+")")
+			args = append(args, ranks...)
+		}
+	}
+	if len(f.Status) > 0 {
+		seen := map[string]bool{}
+		var sts []any
+		for _, st := range f.Status {
+			if !validStatus(st) {
+				return "", nil, false, fmt.Errorf("%w: status %q (want active, dismissed or resolved)", ErrInvalid, clip(st))
+			}
+			if !seen[st] {
+				seen[st] = true
+				sts = append(sts, st)
+			}
+		}
+		if len(sts) < 3 {
+			conds = append(conds, "status IN ("+inList(len(sts))+")")
+			args = append(args, sts...)
+		}
+	}
+	if f.Cluster != "" {
+		id, ok, err := s.resolveCluster(ctx, f.Cluster)
+		if err != nil {
+			return "", nil, false, err
+		}
+		if !ok {
+			return "", nil, true, nil
+		}
+		conds = append(conds, "cluster_id = ?")
+		args = append(args, id)
+	}
+	for _, c := range []struct{ col, v string }{{"namespace", f.Namespace}, {"rule", f.Rule}, {"node", f.Node}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = ?")
+			args = append(args, c.v)
+		}
+	}
+	if r := f.Resource; r != "" {
+		conds = append(conds, "(pod = ? OR workload = ? OR container_id = ? OR node = ? OR image = ? OR namespace || '/' || pod = ?)")
+		args = append(args, r, r, r, r, r, r)
+	}
+	if q := strings.TrimSpace(f.Search); q != "" {
+		pat := "%" + likeEscaper.Replace(strings.ToLower(q)) + "%"
+		conds = append(conds, `(lower(title) LIKE ? ESCAPE '\' OR lower(rule) LIKE ? ESCAPE '\' OR lower(exe) LIKE ? ESCAPE '\')`)
+		args = append(args, pat, pat, pat)
+	}
+	if !f.Since.IsZero() {
+		conds = append(conds, "last_seen >= ?")
+		args = append(args, ts(f.Since))
+	}
+	if !f.Until.IsZero() {
+		conds = append(conds, "last_seen <= ?")
+		args = append(args, ts(f.Until))
+	}
+	if len(conds) == 0 {
+		return "", args, false, nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args, false, nil
+}
+
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+
+func validStatus(s string) bool {
+	return s == event.StatusActive || s == event.StatusDismissed || s == event.StatusResolved
+}
+
+// ListAlerts returns one page of the alerts f selects, in f.Sort order.
+// Pages are cut by keyset (the last row's sort key and id), so paging is
+// stable while new alerts arrive: new alerts sort before the pages already
+// read and shift nothing. An alert whose last_seen grows while a client
+// pages by last_seen moves to the front, where that client does not look.
+func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error) {
+	if f.Sort == "" {
+		f.Sort = "last_seen"
+	}
+	sk, ok := sorts[f.Sort]
+	if !ok {
+		return AlertPage{}, fmt.Errorf("list alerts: %w: sort %q (want last_seen, first_seen or severity)", ErrInvalid, clip(f.Sort))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	limit = min(limit, MaxLimit)
+	where, args, none, err := s.where(ctx, f)
+	if err != nil {
+		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+	}
+	if none {
+		return AlertPage{Alerts: []Alert{}}, nil
+	}
+	if f.Cursor != "" {
+		c, err := decodeCursor(f.Cursor, sk)
+		if err != nil {
+			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		}
+		cond, cargs := keysetCond(sk, c)
+		if where == "" {
+			where = " WHERE " + cond
+		} else {
+			where += " AND " + cond
+		}
+		args = append(args, cargs...)
+	}
+	q := alertSelect + where + " ORDER BY " + sk.orderBy + " LIMIT ?"
+	args = append(args, limit+1)
+	rows, err := s.r.QueryContext(ctx, s.d.q(q), args...)
+	if err != nil {
+		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+	}
+	defer rows.Close()
+	page := AlertPage{Alerts: make([]Alert, 0, min(limit, 64))}
+	var sev []int
+	for rows.Next() {
+		a, rank, err := scanAlert(rows)
+		if err != nil {
+			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		}
+		page.Alerts = append(page.Alerts, a)
+		sev = append(sev, rank)
+	}
+	if err := rows.Err(); err != nil {
+		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+	}
+	if len(page.Alerts) > limit {
+		page.Alerts = page.Alerts[:limit]
+		last := page.Alerts[limit-1]
+		c := cursor{Sort: sk.name, ID: last.ID}
+		for _, col := range sk.cols {
+			switch col {
+			case "last_seen":
+				c.Keys = append(c.Keys, ts(last.LastSeen))
+			case "first_seen":
+				c.Keys = append(c.Keys, ts(last.FirstSeen))
+			case "severity":
+				c.Keys = append(c.Keys, int64(sev[limit-1]))
+			}
+		}
+		page.NextCursor = c.encode()
+	}
+	return page, nil
+}
+
+// keysetCond is "rows after the cursor" in the descending order of sk. The
+// leading "col <= ?" bounds the index range; the rest is checked on the
+// rows in it.
+func keysetCond(sk sortKey, c cursor) (string, []any) {
+	// (k1, k2, ..., id) < (c1, c2, ..., cid), spelled out:
+	// k1 < c1 OR (k1 = c1 AND (k2 < c2 OR (k2 = c2 AND id < cid))).
+	args := []any{c.Keys[0]}
+	var after func(i int) string
+	after = func(i int) string {
+		if i == len(sk.cols) {
+			args = append(args, c.ID)
+			return "id < ?"
+		}
+		col := sk.cols[i]
+		args = append(args, c.Keys[i], c.Keys[i])
+		return "(" + col + " < ? OR (" + col + " = ? AND " + after(i+1) + "))"
+	}
+	cond := sk.cols[0] + " <= ? AND " + after(0)
+	return cond, args
+}
+
+type scanner interface{ Scan(...any) error }
+
+func scanAlert(r scanner) (Alert, int, error) {
+	var a Alert
+	var id, status string
+	var statusAt, count, first, last int64
+	var rank int
+	var doc string
+	if err := r.Scan(&id, &a.ClusterID, &a.IncidentID, &status, &a.StatusReason, &a.StatusBy, &statusAt,
+		&count, &first, &last, &rank, &doc); err != nil {
+		return Alert{}, 0, err
+	}
+	if err := json.Unmarshal([]byte(doc), &a.Alert); err != nil {
+		return Alert{}, 0, fmt.Errorf("alert %s: stored document: %w", id, err)
+	}
+	a.ID = id
+	a.Status = status
+	a.StatusAt = fromTS(statusAt)
+	a.Count = uint64(count)
+	a.FirstSeen, a.LastSeen = fromTS(first), fromTS(last)
+	return a, rank, nil
+}
+
+// CountAlerts counts the alerts f selects by severity (Sort, Limit and
+// Cursor are ignored). Every severity has an entry, zero included.
+func (s *Store) CountAlerts(ctx context.Context, f AlertFilter) (map[event.Severity]int, error) {
+	out := map[event.Severity]int{event.Informational: 0, event.Low: 0, event.Medium: 0, event.High: 0}
+	where, args, none, err := s.where(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("count alerts: %w", err)
+	}
+	if none {
+		return out, nil
+	}
+	rows, err := s.r.QueryContext(ctx, s.d.q("SELECT severity, COUNT(*) FROM alerts"+where+" GROUP BY severity"), args...)
+	if err != nil {
+		return nil, fmt.Errorf("count alerts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var rank, n int
+		if err := rows.Scan(&rank, &n); err != nil {
+			return nil, fmt.Errorf("count alerts: %w", err)
+		}
+		out[severityOf(rank)] += n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count alerts: %w", err)
+	}
+	return out, nil
+}
+
+func severityOf(rank int) event.Severity {
+	switch rank {
+	case 0:
+		return event.Informational
+	case 1:
+		return event.Low
+	case 2:
+		return event.Medium
+	}
+	return event.High
+}
+
+// GetAlert returns one alert, ErrNotFound if there is none with that id.
+func (s *Store) GetAlert(ctx context.Context, id string) (Alert, error) {
+	a, _, err := scanAlert(s.r.QueryRowContext(ctx, s.d.q(alertSelect+" WHERE id = ?"), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Alert{}, fmt.Errorf("alert %q: %w", clip(id), ErrNotFound)
+	}
+	if err != nil {
+		return Alert{}, fmt.Errorf("get alert: %w", err)
+	}
+	return a, nil
+}
+
+// Change is one recorded change of an alert: who changed which field from
+// what to what, when and why.
+type Change struct {
+	AlertID string    `json:"alert_id"`
+	Field   string    `json:"field"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Reason  string    `json:"reason,omitempty"`
+	Actor   string    `json:"actor"`
+	At      time.Time `json:"at"`
+}
+
+// SetAlertStatus sets the status (active, dismissed or resolved) of the
+// alerts with these ids and records a change for each alert whose status
+// changed; it returns how many changed. Alerts already in that status are
+// left alone. ErrNotFound when none of the ids exists.
+func (s *Store) SetAlertStatus(ctx context.Context, ids []string, status, reason, actor string, now time.Time) (int, error) {
+	if !validStatus(status) {
+		return 0, fmt.Errorf("set alert status: %w: status %q (want active, dismissed or resolved)", ErrInvalid, clip(status))
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("set alert status: %w", err)
+	}
+	defer rollback(tx)
+	found := 0
+	var changed []any
+	var from []string
+	for start := 0; start < len(ids); start += 1000 {
+		chunk := ids[start:min(start+1000, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := tx.QueryContext(ctx, s.d.q("SELECT id, status FROM alerts WHERE id IN ("+inList(len(chunk))+")"+s.d.forUpdate()), args...)
+		if err != nil {
+			return 0, fmt.Errorf("set alert status: %w", err)
+		}
+		for rows.Next() {
+			var id, st string
+			if err := rows.Scan(&id, &st); err != nil {
+				rows.Close()
+				return 0, fmt.Errorf("set alert status: %w", err)
+			}
+			found++
+			if st != status {
+				changed = append(changed, id)
+				from = append(from, st)
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, fmt.Errorf("set alert status: %w", err)
+		}
+	}
+	if found == 0 {
+		return 0, fmt.Errorf("set alert status: alert %q: %w", clip(ids[0]), ErrNotFound)
+	}
+	at := ts(now)
+	for start := 0; start < len(changed); start += 1000 {
+		chunk := changed[start:min(start+1000, len(changed))]
+		args := append([]any{status, reason, actor, at}, chunk...)
+		if _, err := tx.ExecContext(ctx, s.d.q("UPDATE alerts SET status = ?, status_reason = ?, status_by = ?, status_at = ? WHERE id IN ("+
+			inList(len(chunk))+")"), args...); err != nil {
+			return 0, fmt.Errorf("set alert status: %w", err)
+		}
+		cargs := make([]any, 0, len(chunk)*7)
+		for i, id := range chunk {
+			cargs = append(cargs, id, at, "status", from[start+i], status, reason, actor)
+		}
+		if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO alert_changes (alert_id, at, field, from_value, to_value, reason, actor) VALUES "+
+			placeholders(7, len(chunk))), cargs...); err != nil {
+			return 0, fmt.Errorf("set alert status: record change: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("set alert status: %w", err)
+	}
+	return len(changed), nil
+}
+
+// SetStatusByFilter sets the status of every alert f selects (Sort, Limit
+// and Cursor are ignored) that is not in it already, records a change for
+// each, and returns how many changed. An empty filter selects every alert.
+func (s *Store) SetStatusByFilter(ctx context.Context, f AlertFilter, status, reason, actor string, now time.Time) (int, error) {
+	if !validStatus(status) {
+		return 0, fmt.Errorf("set status by filter: %w: status %q (want active, dismissed or resolved)", ErrInvalid, clip(status))
+	}
+	where, args, none, err := s.where(ctx, f)
+	if err != nil {
+		return 0, fmt.Errorf("set status by filter: %w", err)
+	}
+	if none {
+		return 0, nil
+	}
+	if where == "" {
+		where = " WHERE status <> ?"
+	} else {
+		where += " AND status <> ?"
+	}
+	args = append(args, status)
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("set status by filter: %w", err)
+	}
+	defer rollback(tx)
+	at := ts(now)
+	if !s.d.sqlite {
+		// Lock the rows first, so that the change rows and the update
+		// below see the same set while ingest goes on.
+		if _, err := tx.ExecContext(ctx, s.d.q("SELECT id FROM alerts"+where+" FOR UPDATE"), args...); err != nil {
+			return 0, fmt.Errorf("set status by filter: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO alert_changes (alert_id, at, field, from_value, to_value, reason, actor)
+		SELECT id, ?, 'status', status, ?, ?, ? FROM alerts`+where), append([]any{at, status, reason, actor}, args...)...); err != nil {
+		return 0, fmt.Errorf("set status by filter: record changes: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, s.d.q("UPDATE alerts SET status = ?, status_reason = ?, status_by = ?, status_at = ?"+where),
+		append([]any{status, reason, actor, at}, args...)...)
+	if err != nil {
+		return 0, fmt.Errorf("set status by filter: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("set status by filter: %w", err)
+	}
+	return int(n), nil
+}
+
+// AlertChanges returns an alert's recorded changes, oldest first.
+// ErrNotFound when the alert does not exist.
+func (s *Store) AlertChanges(ctx context.Context, id string) ([]Change, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, s.d.q("SELECT COUNT(*) FROM alerts WHERE id = ?"), id).Scan(&n); err != nil {
+		return nil, fmt.Errorf("alert changes: %w", err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("alert %q: %w", clip(id), ErrNotFound)
+	}
+	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT alert_id, at, field, from_value, to_value, reason, actor
+		FROM alert_changes WHERE alert_id = ? ORDER BY at`), id)
+	if err != nil {
+		return nil, fmt.Errorf("alert changes: %w", err)
+	}
+	defer rows.Close()
+	out := []Change{}
+	for rows.Next() {
+		var c Change
+		var at int64
+		if err := rows.Scan(&c.AlertID, &at, &c.Field, &c.From, &c.To, &c.Reason, &c.Actor); err != nil {
+			return nil, fmt.Errorf("alert changes: %w", err)
+		}
+		c.At = fromTS(at)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("alert changes: %w", err)
+	}
+	return out, nil
+}

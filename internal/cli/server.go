@@ -126,7 +126,7 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 		st.Close()
 		return nil, err
 	}
-	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit})
+	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit, Exports: func() any { return disp.Health() }})
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.Handle("/", a.Handler())

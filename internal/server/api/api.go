@@ -48,6 +48,8 @@ type Config struct {
 	// Alerts receives every alert ingested (new or updated), e.g. for the
 	// exporters; nil drops them.
 	Alerts func(event.Alert)
+	// Exports reports the export outputs' health (no secrets); nil: none.
+	Exports func() any
 	// Registerer receives the API's metrics; nil means none.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -111,6 +113,7 @@ func (s *Server) routes() {
 	h("GET /api/v1/clusters", read, s.listClusters)
 	h("POST /api/v1/clusters", admin, s.createCluster)
 	h("POST /api/v1/tokens", admin, s.createToken)
+	h("GET /api/v1/exports", admin, s.listExports)
 	h("GET /api/v1/exceptions", append([]store.Role{store.RoleAdmin}, cluster...), s.listExceptions)
 	h("POST /api/v1/ingest", cluster, s.ingest)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -184,6 +187,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, "not found")
 	case errors.Is(err, store.ErrConflict):
 		writeError(w, http.StatusConflict, "already exists")
+	case errors.Is(err, store.ErrInvalid):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "request cancelled")
 	default:

@@ -160,6 +160,8 @@ func TestRoles(t *testing.T) {
 			{"unknown alert", "POST", "/api/v1/alerts/nope/dismiss", e.admin, map[string]string{"reason": "x"}, 404},
 			{"admin dismisses", "POST", "/api/v1/alerts/01A/dismiss", e.admin, map[string]string{"reason": "test workload"}, 200},
 			{"no such route", "GET", "/api/v1/nothing", e.admin, nil, 404},
+			{"reader may not see exports", "GET", "/api/v1/exports", e.reader, nil, 403},
+			{"admin sees exports", "GET", "/api/v1/exports", e.admin, nil, 200},
 		} {
 			if code, body := e.do(tc.method, tc.path, tc.token, tc.body); code != tc.want {
 				t.Errorf("%s: %s %s = %d %v, want %d", tc.name, tc.method, tc.path, code, body, tc.want)
@@ -346,6 +348,9 @@ func TestClustersAndTokens(t *testing.T) {
 		if code, _ := e.do("POST", "/api/v1/clusters", e.admin, map[string]string{"name": "edge-7"}); code != 409 {
 			t.Fatalf("duplicate cluster: %d", code)
 		}
+		if code, out := e.do("POST", "/api/v1/clusters", e.admin, map[string]string{"name": "Bad Name!"}); code != 400 {
+			t.Fatalf("invalid cluster name: %d %v", code, out)
+		}
 		// The new credential ingests; the list shows it connected, and
 		// never shows a credential.
 		e.do("POST", "/api/v1/ingest", cred, &ship.Batch{BatchID: "h1", Health: []ship.Health{{Node: "n1", Component: "sensor", State: "installed", At: time.Now()}}})
@@ -372,3 +377,48 @@ func TestClustersAndTokens(t *testing.T) {
 
 // TestMain shares one PostgreSQL server among the tests.
 func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
+
+// Alerts on one container within the window chain into one incident whose
+// timeline tells the attack story in order.
+func TestIncidentTimeline(t *testing.T) {
+	forEachDB(t, func(t *testing.T, e *env) {
+		t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
+		story := []event.Alert{
+			testAlert("01I1", "runtime.web-shell", event.High, "shop", t0),
+			testAlert("01I2", "runtime.crypto-miner-download", event.Medium, "shop", t0.Add(time.Minute)),
+			testAlert("01I3", "runtime.drift-binary-executed", event.High, "shop", t0.Add(2*time.Minute)),
+			testAlert("01I4", "runtime.mining-behaviour", event.High, "shop", t0.Add(3*time.Minute)),
+		}
+		for i := range story {
+			story[i].ContainerID = "c-web" // one container
+		}
+		later := testAlert("01I5", "runtime.web-shell", event.High, "shop", t0.Add(3*time.Hour))
+		later.ContainerID = "c-web"
+		other := testAlert("01I6", "runtime.recon-burst", event.Low, "billing", t0.Add(time.Minute))
+		other.ContainerID, other.Pod, other.Workload = "c-db", "db-0", "StatefulSet/billing/db"
+		if code, out := e.do("POST", "/api/v1/ingest", e.clusterA, batch("inc", append(story, later, other)...)); code != 200 {
+			t.Fatalf("ingest: %d %v", code, out)
+		}
+		_, a := e.do("GET", "/api/v1/alerts/01I3", e.reader, nil)
+		incID, _ := a["incident_id"].(string)
+		if incID == "" {
+			t.Fatalf("alert without incident: %v", a)
+		}
+		code, inc := e.do("GET", "/api/v1/incidents/"+incID, e.reader, nil)
+		if code != 200 {
+			t.Fatalf("incident: %d %v", code, inc)
+		}
+		var rules []string
+		for _, x := range inc["alerts"].([]any) {
+			rules = append(rules, x.(map[string]any)["rule"].(string))
+		}
+		want := "runtime.web-shell runtime.crypto-miner-download runtime.drift-binary-executed runtime.mining-behaviour"
+		if strings.Join(rules, " ") != want || inc["severity"] != "high" {
+			t.Fatalf("timeline %v (severity %v), want %s", rules, inc["severity"], want)
+		}
+		_, list := e.do("GET", "/api/v1/incidents", e.reader, nil)
+		if n := len(list["incidents"].([]any)); n != 3 {
+			t.Fatalf("%d incidents, want 3 (the story, the web shell 3 hours later, the other pod)", n)
+		}
+	})
+}

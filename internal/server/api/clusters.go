@@ -63,3 +63,14 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, _ store.Pri
 	writeJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "role": req.Role, "token": secret})
 	return nil
 }
+
+// listExports shows each export output's health: queued, sent, dropped,
+// last error (secrets removed by the dispatcher).
+func (s *Server) listExports(w http.ResponseWriter, _ *http.Request, _ store.Principal) error {
+	var out any = []any{}
+	if s.cfg.Exports != nil {
+		out = s.cfg.Exports()
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"exports": out})
+	return nil
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -208,45 +209,87 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 		limit = DefaultLimit
 	}
 	limit = min(limit, MaxLimit)
-	where, args, none, err := s.where(ctx, f)
-	if err != nil {
-		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
-	}
-	if none {
-		return AlertPage{Alerts: []Alert{}}, nil
-	}
+	var cur *cursor
 	if f.Cursor != "" {
 		c, err := decodeCursor(f.Cursor, sk)
 		if err != nil {
 			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
 		}
-		cond, cargs := keysetCond(sk, c)
-		if where == "" {
-			where = " WHERE " + cond
-		} else {
-			where += " AND " + cond
-		}
-		args = append(args, cargs...)
+		cur = &c
 	}
-	q := alertSelect + where + " ORDER BY " + sk.orderBy + " LIMIT ?"
-	args = append(args, limit+1)
-	rows, err := s.r.QueryContext(ctx, s.d.q(q), args...)
+	// Sorting by severity walks the severities from high to low, each
+	// with the last_seen order that every filter's index has: four cheap
+	// queries at most instead of one sort of every matching row.
+	levels := []int{-1}
+	if sk.name == "severity" {
+		levels = levels[:0]
+		for r := 3; r >= 0; r-- {
+			if len(f.Severity) == 0 || slices.ContainsFunc(f.Severity, func(s event.Severity) bool { return s.Rank() == r }) {
+				levels = append(levels, r)
+			}
+		}
+		for _, sev := range f.Severity {
+			if sev.Rank() < 0 {
+				return AlertPage{}, fmt.Errorf("list alerts: %w: severity %q", ErrInvalid, clip(string(sev)))
+			}
+		}
+		f.Severity = nil
+	}
+	where, args, none, err := s.where(ctx, f)
 	if err != nil {
 		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
 	}
-	defer rows.Close()
 	page := AlertPage{Alerts: make([]Alert, 0, min(limit, 64))}
-	var sev []int
-	for rows.Next() {
-		a, rank, err := scanAlert(rows)
+	if none {
+		return page, nil
+	}
+	var ranks []int
+	for _, lvl := range levels {
+		w, a := where, slices.Clone(args)
+		and := func(cond string, vals ...any) {
+			if w == "" {
+				w = " WHERE " + cond
+			} else {
+				w += " AND " + cond
+			}
+			a = append(a, vals...)
+		}
+		orderBy := sk.orderBy
+		if lvl >= 0 {
+			if cur != nil && int64(lvl) > cur.Keys[0] {
+				continue // pages already read
+			}
+			and("severity = ?", lvl)
+			if cur != nil && int64(lvl) == cur.Keys[0] {
+				cond, vals := keysetCond(sorts["last_seen"], cursor{Keys: cur.Keys[1:], ID: cur.ID})
+				and(cond, vals...)
+			}
+			orderBy = sorts["last_seen"].orderBy
+		} else if cur != nil {
+			cond, vals := keysetCond(sk, *cur)
+			and(cond, vals...)
+		}
+		need := limit + 1 - len(page.Alerts)
+		rows, err := s.r.QueryContext(ctx, s.d.q(alertSelect+w+" ORDER BY "+orderBy+" LIMIT ?"), append(a, need)...)
 		if err != nil {
 			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
 		}
-		page.Alerts = append(page.Alerts, a)
-		sev = append(sev, rank)
-	}
-	if err := rows.Err(); err != nil {
-		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		for rows.Next() {
+			al, rank, err := scanAlert(rows)
+			if err != nil {
+				rows.Close()
+				return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+			}
+			page.Alerts = append(page.Alerts, al)
+			ranks = append(ranks, rank)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		}
+		if len(page.Alerts) > limit {
+			break
+		}
 	}
 	if len(page.Alerts) > limit {
 		page.Alerts = page.Alerts[:limit]
@@ -259,7 +302,7 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 			case "first_seen":
 				c.Keys = append(c.Keys, ts(last.FirstSeen))
 			case "severity":
-				c.Keys = append(c.Keys, int64(sev[limit-1]))
+				c.Keys = append(c.Keys, int64(ranks[limit-1]))
 			}
 		}
 		page.NextCursor = c.encode()

@@ -123,7 +123,7 @@ func (s *Store) clusters(ctx context.Context, idOrName string, now time.Time) ([
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	defer rows.Close()
-	var out []Cluster
+	out := []Cluster{}
 	byID := map[string]int{}
 	for rows.Next() {
 		var c Cluster

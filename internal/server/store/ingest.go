@@ -60,20 +60,34 @@ func (s *Store) Ingest(ctx context.Context, clusterID string, b *ship.Batch, now
 	if b == nil || b.BatchID == "" {
 		return res, fmt.Errorf("ingest: %w: batch id required", ErrInvalid)
 	}
-	alerts, err := mergeAlerts(b.Alerts)
+	merged, err := mergeAlerts(b.Alerts)
 	if err != nil {
 		return res, err
 	}
+	var clusterName string
+	err = s.r.QueryRowContext(ctx, s.d.q("SELECT name FROM clusters WHERE id = ?"), clusterID).Scan(&clusterName)
+	if errors.Is(err, sql.ErrNoRows) {
+		return res, fmt.Errorf("ingest: cluster %q: %w", clip(clusterID), ErrNotFound)
+	}
+	if err != nil {
+		return res, fmt.Errorf("ingest: %w", err)
+	}
+	// Encoding happens before the transaction: on SQLite the write lock is
+	// held for the database work only.
+	alerts, err := prepareAlerts(merged, clusterName)
+	if err != nil {
+		return res, err
+	}
+
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("ingest: %w", err)
 	}
 	defer rollback(tx)
-
 	// The row lock serialises the batches of one cluster on PostgreSQL;
 	// SQLite has one writer anyway.
-	var clusterName string
-	err = tx.QueryRowContext(ctx, s.d.q("SELECT name FROM clusters WHERE id = ?"+s.d.forUpdate()), clusterID).Scan(&clusterName)
+	var locked string
+	err = tx.QueryRowContext(ctx, s.d.q("SELECT id FROM clusters WHERE id = ?"+s.d.forUpdate()), clusterID).Scan(&locked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return res, fmt.Errorf("ingest: cluster %q: %w", clip(clusterID), ErrNotFound)
 	}
@@ -95,7 +109,7 @@ func (s *Store) Ingest(ctx context.Context, clusterID string, b *ship.Batch, now
 	}
 
 	if len(alerts) > 0 {
-		if res.Alerts, res.NewAlerts, err = s.ingestAlerts(ctx, tx, clusterID, clusterName, alerts); err != nil {
+		if res.Alerts, res.NewAlerts, err = s.ingestAlerts(ctx, tx, clusterID, alerts); err != nil {
 			return res, err
 		}
 	}
@@ -160,6 +174,49 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
+// preparedAlert is an alert ready to be written.
+type preparedAlert struct {
+	*event.Alert
+	doc   string
+	count int64
+	exe   string
+}
+
+// prepareAlerts stamps the cluster's name on each alert, fills what a
+// sender may leave out (count 1, first_seen = last_seen, status active)
+// and encodes the documents.
+func prepareAlerts(alerts []*event.Alert, clusterName string) ([]preparedAlert, error) {
+	out := make([]preparedAlert, len(alerts))
+	for i, a := range alerts {
+		a.Cluster = clusterName
+		if a.Count == 0 {
+			a.Count = 1
+		}
+		if a.LastSeen.IsZero() {
+			a.LastSeen = a.FirstSeen
+		}
+		if a.FirstSeen.IsZero() || a.FirstSeen.After(a.LastSeen) {
+			a.FirstSeen = a.LastSeen
+		}
+		if a.Status == "" {
+			a.Status = event.StatusActive // stored only for new alerts
+		}
+		doc, err := json.Marshal(a)
+		if err != nil {
+			return nil, fmt.Errorf("ingest alert %s: %w", a.ID, err)
+		}
+		p := preparedAlert{Alert: a, doc: string(doc), count: math.MaxInt64}
+		if a.Count < math.MaxInt64 {
+			p.count = int64(a.Count)
+		}
+		if a.Process != nil {
+			p.exe = a.Process.Exe
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
 // existingAlert is what ingest needs to know of a stored alert.
 type existingAlert struct {
 	cluster, incident string
@@ -168,7 +225,7 @@ type existingAlert struct {
 
 const alertCols = 20
 
-func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID, clusterName string, alerts []*event.Alert) (stored, created int, err error) {
+func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID string, alerts []preparedAlert) (stored, created int, err error) {
 	ids := make([]any, len(alerts))
 	for i, a := range alerts {
 		ids[i] = a.ID
@@ -195,26 +252,14 @@ func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID, cluster
 		}
 	}
 
-	var fresh, keep []*event.Alert
+	var fresh []*event.Alert
+	var keep []preparedAlert
 	bumps := map[string]int64{} // incident id -> latest last_seen of its updated alerts
 	for _, a := range alerts {
-		a.Cluster = clusterName
-		if a.Count == 0 {
-			a.Count = 1
-		}
-		if a.LastSeen.IsZero() {
-			a.LastSeen = a.FirstSeen
-		}
-		if a.FirstSeen.IsZero() || a.FirstSeen.After(a.LastSeen) {
-			a.FirstSeen = a.LastSeen
-		}
 		e, ok := existing[a.ID]
 		switch {
 		case !ok:
-			if a.Status == "" {
-				a.Status = event.StatusActive
-			}
-			fresh = append(fresh, a)
+			fresh = append(fresh, a.Alert)
 			keep = append(keep, a)
 		case e.cluster != clusterID:
 			// Another cluster's alert: not this credential's to change.
@@ -236,21 +281,9 @@ func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID, cluster
 		chunk := keep[start:min(start+rowsPer, len(keep))]
 		args := make([]any, 0, len(chunk)*alertCols)
 		for _, a := range chunk {
-			doc, err := json.Marshal(a)
-			if err != nil {
-				return 0, 0, fmt.Errorf("ingest alert %s: %w", a.ID, err)
-			}
-			var exe string
-			if a.Process != nil {
-				exe = a.Process.Exe
-			}
-			count := int64(math.MaxInt64)
-			if a.Count < math.MaxInt64 {
-				count = int64(a.Count)
-			}
 			args = append(args, a.ID, clusterID, a.Rule, a.Title, a.Severity.Rank(), a.Status,
-				ts(a.FirstSeen), ts(a.LastSeen), count, a.Node, a.Namespace, a.Pod, a.ContainerID, a.Workload,
-				a.Image, exe, incidentOf[a.ID], "", "", string(doc))
+				ts(a.FirstSeen), ts(a.LastSeen), a.count, a.Node, a.Namespace, a.Pod, a.ContainerID, a.Workload,
+				a.Image, a.exe, incidentOf[a.ID], "", "", a.doc)
 		}
 		_, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO alerts (id, cluster_id, rule, title, severity, status,
 			first_seen, last_seen, hit_count, node, namespace, pod, container_id, workload,
@@ -347,6 +380,14 @@ func (s *Store) linkIncidents(ctx context.Context, tx *sql.Tx, clusterID string,
 		}
 	}
 
+	// Alerts seen again extend their incidents first: a new alert joins an
+	// incident that is still going on.
+	for id, l := range bumps {
+		if r := byID[id]; r != nil && l > r.last {
+			r.last = l
+			r.dirty = true
+		}
+	}
 	window := int64(IncidentWindow)
 	for _, it := range items {
 		first, last := ts(it.a.FirstSeen), ts(it.a.LastSeen)
@@ -373,12 +414,6 @@ func (s *Store) linkIncidents(ctx context.Context, tx *sql.Tx, clusterID string,
 		best.severity = max(best.severity, it.a.Severity.Rank())
 		best.dirty = true
 		out[it.a.ID] = best.id
-	}
-	for id, l := range bumps {
-		if r := byID[id]; r != nil && l > r.last {
-			r.last = l
-			r.dirty = true
-		}
 	}
 
 	var dirty []*incidentRow

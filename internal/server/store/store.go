@@ -15,10 +15,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/oklog/ulid/v2"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 )
@@ -43,6 +45,11 @@ type Store struct {
 	r       *sql.DB // reads (SQLite: a pool beside the writer; PostgreSQL: w)
 	d       dialect
 	ingests atomic.Uint64
+	// SQLite's checkpointer goroutine: closing ckStop stops it, ckDone is
+	// closed when it has.
+	ckStop, ckDone chan struct{}
+	closeOnce      sync.Once
+	closeErr       error
 }
 
 //go:embed migrations/*.sql
@@ -101,7 +108,10 @@ func openSQLite(dsn string) (*Store, error) {
 	}
 	common := "_busy_timeout=10000&_journal_mode=WAL&_synchronous=NORMAL" +
 		"&_pragma=cache_size(-65536)&_pragma=mmap_size(1073741824)&_pragma=temp_store(MEMORY)"
-	w, err := sql.Open("sqlite", "file:"+p+"?"+common+"&_txlock=immediate")
+	// The writer leaves checkpoints to the checkpointer below and does one
+	// itself only when the WAL has grown past 400 MB (the checkpointer
+	// fell behind).
+	w, err := sql.Open("sqlite", "file:"+p+"?"+common+"&_txlock=immediate&_pragma=analysis_limit(1000)&_pragma=wal_autocheckpoint(100000)&_pragma=journal_size_limit(67108864)")
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", p, err)
 	}
@@ -124,14 +134,57 @@ func openSQLite(dsn string) (*Store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	r.SetConnMaxIdleTime(0)
-	return &Store{w: w, r: r, d: dialect{sqlite: true}}, nil
+	ck, err := sql.Open("sqlite", "file:"+p+"?"+common+"&_pragma=wal_autocheckpoint(0)")
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open store %s: %w", p, err)
+	}
+	ck.SetMaxOpenConns(1)
+	s := &Store{w: w, r: r, d: dialect{sqlite: true}, ckDone: make(chan struct{}), ckStop: make(chan struct{})}
+	go s.checkpointer(ck)
+	return s, nil
+}
+
+// checkpointInterval is how often the checkpointer copies the WAL into the
+// database file.
+const checkpointInterval = 200 * time.Millisecond
+
+// checkpointer copies committed pages from the WAL into the database file
+// on its own connection, beside the writer rather than inside its
+// commits: ingest does not wait for it, and a page written by many commits
+// in between is copied once. It ends with a full checkpoint when Close
+// signals ckStop.
+func (s *Store) checkpointer(ck *sql.DB) {
+	defer close(s.ckDone)
+	defer ck.Close()
+	t := time.NewTicker(checkpointInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ckStop:
+			ck.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+			return
+		case <-t.C:
+			ck.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 func openPostgres(dsn string) (*Store, error) {
-	db, err := sql.Open("pgx", dsn)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store: postgres: %w", err)
 	}
+	// pgx prepares and caches every statement; after five runs PostgreSQL
+	// may switch a prepared statement to a generic plan that ignores the
+	// values, e.g. walks the last_seen index for a namespace that holds a
+	// handful of alerts. Filters vary too much for that: always plan for
+	// the values at hand (planning takes well under a millisecond).
+	if _, ok := cfg.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
+	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(8)
 	db.SetConnMaxIdleTime(5 * time.Minute)
@@ -142,19 +195,24 @@ func openPostgres(dsn string) (*Store, error) {
 	return &Store{w: db, r: db, d: dialect{}}, nil
 }
 
-// Close closes the database. On SQLite it first updates the planner's
-// statistics (cheap when nothing changed).
+// Close closes the database; calling it again returns the first call's
+// result. On SQLite it first updates the planner's statistics (cheap when
+// nothing changed) and checkpoints the WAL into the database file.
 func (s *Store) Close() error {
-	if s.d.sqlite {
-		s.w.Exec("PRAGMA optimize")
-	}
-	err := s.w.Close()
-	if s.r != s.w {
-		if rerr := s.r.Close(); err == nil {
-			err = rerr
+	s.closeOnce.Do(func() {
+		if s.d.sqlite {
+			s.w.Exec("PRAGMA optimize")
+			close(s.ckStop)
+			<-s.ckDone
 		}
-	}
-	return err
+		s.closeErr = s.w.Close()
+		if s.r != s.w {
+			if err := s.r.Close(); s.closeErr == nil {
+				s.closeErr = err
+			}
+		}
+	})
+	return s.closeErr
 }
 
 // Dialect is "sqlite" or "postgres".

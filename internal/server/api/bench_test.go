@@ -21,7 +21,7 @@ import (
 )
 
 // BenchmarkIngestHTTP is whole-path ingest: batches of 500 realistic alerts
-// POSTed by 4 concurrent senders to the real API over loopback HTTP,
+// (one node's: 30 containers of 10 workloads, 40 rules) POSTed by 4 concurrent senders to the real API over loopback HTTP,
 // strictly decoded, authenticated and committed to the database. One op is
 // one batch; alerts/s is the figure of issue 4 (target >= 20,000 on SQLite).
 func BenchmarkIngestHTTP(b *testing.B) {
@@ -51,6 +51,10 @@ func BenchmarkIngestHTTP(b *testing.B) {
 				for j := range perBatch {
 					a := testAlert(fmt.Sprintf("01B%08d%04d", i, j), fmt.Sprintf("runtime.rule-%d", j%40), []event.Severity{event.High, event.Medium, event.Low}[j%3],
 						[]string{"shop", "billing", "data", "ci"}[j%4], now.Add(time.Duration(i*perBatch+j)*time.Millisecond))
+					// One node's batch: its ~30 containers of ~10 workloads.
+					c := (i + j) % 30
+					a.ContainerID = fmt.Sprintf("c0ffee%058d", c)
+					a.Pod, a.Workload, a.Image = fmt.Sprintf("web-%d", c), fmt.Sprintf("Deployment/%s/app-%d", a.Namespace, c%10), fmt.Sprintf("registry.example/app-%d:1.%d", c%10, c%3)
 					a.Description, a.Remediation = "A process did something a security team wants to know about.", "Look at the process tree."
 					a.Evidence = map[string]any{"proc.cmdline": "./xmrig -o stratum+tcp://pool:3333", "parent.cmdline": "sh -c ./xmrig"}
 					bt.Alerts = append(bt.Alerts, a)

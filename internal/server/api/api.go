@@ -189,6 +189,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "already exists")
 	case errors.Is(err, store.ErrInvalid):
 		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		writeError(w, http.StatusServiceUnavailable, "the query took too long (a text search scans every alert): narrow it with more filters")
 	case errors.Is(err, context.Canceled):
 		writeError(w, 499, "request cancelled")
 	default:

@@ -35,11 +35,17 @@ type AlertFilter struct {
 	Namespace string
 	Rule      string
 	// Resource matches the pod (name or namespace/name), workload,
-	// container id, node or image exactly.
+	// container id, node or image exactly. It is keyed by container and
+	// node: a pod, workload or image is resolved through the containers
+	// that raised alerts (at most MaxResourceContainers of them), so
+	// alerts without a container id match it only by node.
 	Resource string
 	Node     string
 	// Search is a case-insensitive substring of the title, rule or
-	// process executable.
+	// process executable. It reads every alert the other filters leave,
+	// so a list or count with a Search term is bounded by SearchTimeout:
+	// past it the call fails with an error wrapping
+	// context.DeadlineExceeded (narrow the filter and try again).
 	Search string
 	// Since and Until bound last_seen (both inclusive).
 	Since, Until time.Time
@@ -63,6 +69,97 @@ const (
 	DefaultLimit = 50
 	MaxLimit     = 1000
 )
+
+// MaxResourceContainers bounds how many containers a Resource filter
+// resolves to; a pod, workload or image naming more is cut there.
+const MaxResourceContainers = 500
+
+// SearchTimeout bounds a list or count with a Search term.
+const SearchTimeout = 5 * time.Second
+
+// ErrSearchTimeout is the error of a search that ran past SearchTimeout;
+// it wraps context.DeadlineExceeded.
+var ErrSearchTimeout = fmt.Errorf("search took longer than %v: narrow the filter (%w)", SearchTimeout, context.DeadlineExceeded)
+
+// boundSearch gives a filter with a Search term its deadline.
+func boundSearch(ctx context.Context, f AlertFilter) (context.Context, context.CancelFunc) {
+	if strings.TrimSpace(f.Search) == "" {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, SearchTimeout)
+}
+
+// searchErr turns the error of a query cut by boundSearch's deadline into
+// ErrSearchTimeout.
+func searchErr(ctx context.Context, parent context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return ErrSearchTimeout
+	}
+	return err
+}
+
+// resourceMatch is what a Resource filter resolved to: container ids and
+// a node name ("" for none).
+type resourceMatch struct {
+	containers []string
+	node       string
+}
+
+func (m resourceMatch) empty() bool { return len(m.containers) == 0 && m.node == "" }
+
+// resolveResource resolves a Resource filter: a node that has alerts, and
+// the containers whose pod (name or namespace/name), workload, image or id
+// it names.
+func (s *Store) resolveResource(ctx context.Context, r string) (resourceMatch, error) {
+	var m resourceMatch
+	var one int
+	err := s.r.QueryRowContext(ctx, s.d.q("SELECT 1 FROM alerts WHERE node = ? AND node <> '' LIMIT 1"), r).Scan(&one)
+	switch {
+	case err == nil:
+		m.node = r
+	case !errors.Is(err, sql.ErrNoRows):
+		return m, fmt.Errorf("resource: %w", err)
+	}
+	q := `SELECT container_id FROM containers WHERE pod = ?
+		UNION SELECT container_id FROM containers WHERE workload = ?
+		UNION SELECT container_id FROM containers WHERE image = ?
+		UNION SELECT container_id FROM containers WHERE container_id = ?`
+	args := []any{r, r, r, r}
+	if ns, pod, ok := strings.Cut(r, "/"); ok && ns != "" && pod != "" {
+		q += " UNION SELECT container_id FROM containers WHERE pod = ? AND namespace = ?"
+		args = append(args, pod, ns)
+	}
+	rows, err := s.r.QueryContext(ctx, s.d.q("SELECT container_id FROM ("+q+") AS c ORDER BY container_id LIMIT ?"), append(args, MaxResourceContainers)...)
+	if err != nil {
+		return m, fmt.Errorf("resource: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return m, fmt.Errorf("resource: %w", err)
+		}
+		m.containers = append(m.containers, id)
+	}
+	if err := rows.Err(); err != nil {
+		return m, fmt.Errorf("resource: %w", err)
+	}
+	return m, nil
+}
+
+// streams are the conditions whose results, each in the list order, make
+// up the resource filter's matches: one per container, and the node.
+func (m resourceMatch) streams() (conds []string, args []any) {
+	for _, id := range m.containers {
+		conds = append(conds, "container_id = ? AND container_id <> ''")
+		args = append(args, id)
+	}
+	if m.node != "" {
+		conds = append(conds, "node = ? AND node <> ''")
+		args = append(args, m.node)
+	}
+	return conds, args
+}
 
 // sortKey is one of the orders a list can have; each is backed by an index
 // ending in (key columns..., id).
@@ -107,9 +204,30 @@ const alertSelect = `SELECT id, cluster_id, incident_id, status, status_reason, 
 	hit_count, first_seen, last_seen, severity, doc FROM alerts`
 
 // where builds the WHERE clause of f (without cursor). none is true when
-// the filter can match nothing (an unknown cluster).
+// the filter can match nothing (an unknown cluster or resource).
 func (s *Store) where(ctx context.Context, f AlertFilter) (clause string, args []any, none bool, err error) {
 	var conds []string
+	if r := f.Resource; r != "" {
+		m, err := s.resolveResource(ctx, r)
+		if err != nil {
+			return "", nil, false, err
+		}
+		if m.empty() {
+			return "", nil, true, nil
+		}
+		var or []string
+		if len(m.containers) > 0 {
+			or = append(or, "(container_id IN ("+inList(len(m.containers))+") AND container_id <> '')")
+			for _, id := range m.containers {
+				args = append(args, id)
+			}
+		}
+		if m.node != "" {
+			or = append(or, "(node = ? AND node <> '')")
+			args = append(args, m.node)
+		}
+		conds = append(conds, "("+strings.Join(or, " OR ")+")")
+	}
 	if len(f.Severity) > 0 {
 		seen := map[int]bool{}
 		var ranks []any
@@ -162,10 +280,6 @@ func (s *Store) where(ctx context.Context, f AlertFilter) (clause string, args [
 			args = append(args, c.v)
 		}
 	}
-	if r := f.Resource; r != "" {
-		conds = append(conds, "(pod = ? OR workload = ? OR container_id = ? OR node = ? OR image = ? OR namespace || '/' || pod = ?)")
-		args = append(args, r, r, r, r, r, r)
-	}
 	if q := strings.TrimSpace(f.Search); q != "" {
 		pat := "%" + likeEscaper.Replace(strings.ToLower(q)) + "%"
 		conds = append(conds, `(lower(title) LIKE ? ESCAPE '\' OR lower(rule) LIKE ? ESCAPE '\' OR lower(exe) LIKE ? ESCAPE '\')`)
@@ -197,6 +311,13 @@ func validStatus(s string) bool {
 // read and shift nothing. An alert whose last_seen grows while a client
 // pages by last_seen moves to the front, where that client does not look.
 func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error) {
+	sctx, cancel := boundSearch(ctx, f)
+	defer cancel()
+	page, err := s.listAlerts(sctx, f)
+	return page, searchErr(sctx, ctx, err)
+}
+
+func (s *Store) listAlerts(ctx context.Context, f AlertFilter) (AlertPage, error) {
 	if f.Sort == "" {
 		f.Sort = "last_seen"
 	}
@@ -235,6 +356,21 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 		}
 		f.Severity = nil
 	}
+	// A resource filter is read per container (and node), each in the
+	// list order, and merged here.
+	var streams []string
+	var streamArgs []any
+	if f.Resource != "" {
+		m, err := s.resolveResource(ctx, f.Resource)
+		if err != nil {
+			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		}
+		if m.empty() {
+			return AlertPage{Alerts: []Alert{}}, nil
+		}
+		streams, streamArgs = m.streams()
+		f.Resource = ""
+	}
 	where, args, none, err := s.where(ctx, f)
 	if err != nil {
 		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
@@ -242,6 +378,12 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 	page := AlertPage{Alerts: make([]Alert, 0, min(limit, 64))}
 	if none {
 		return page, nil
+	}
+	sel := alertSelect
+	if hint, err := s.ruleNamespaceHint(ctx, f, sk); err != nil {
+		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+	} else if hint != "" {
+		sel += " INDEXED BY alerts_" + hint
 	}
 	var ranks []int
 	for _, lvl := range levels {
@@ -254,7 +396,7 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 			}
 			a = append(a, vals...)
 		}
-		orderBy := sk.orderBy
+		orderBy, timeCol := sk.orderBy, sk.cols[0]
 		if lvl >= 0 {
 			if cur != nil && int64(lvl) > cur.Keys[0] {
 				continue // pages already read
@@ -264,28 +406,24 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 				cond, vals := keysetCond(sorts["last_seen"], cursor{Keys: cur.Keys[1:], ID: cur.ID})
 				and(cond, vals...)
 			}
-			orderBy = sorts["last_seen"].orderBy
+			orderBy, timeCol = sorts["last_seen"].orderBy, "last_seen"
 		} else if cur != nil {
 			cond, vals := keysetCond(sk, *cur)
 			and(cond, vals...)
 		}
 		need := limit + 1 - len(page.Alerts)
-		rows, err := s.r.QueryContext(ctx, s.d.q(alertSelect+w+" ORDER BY "+orderBy+" LIMIT ?"), append(a, need)...)
+		var got []rankedAlert
+		if streams == nil {
+			got, err = s.queryAlerts(ctx, sel+w+" ORDER BY "+orderBy+" LIMIT ?", append(a, need))
+		} else {
+			got, err = s.queryStreams(ctx, w, a, streams, streamArgs, orderBy, timeCol, need)
+		}
 		if err != nil {
 			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
 		}
-		for rows.Next() {
-			al, rank, err := scanAlert(rows)
-			if err != nil {
-				rows.Close()
-				return AlertPage{}, fmt.Errorf("list alerts: %w", err)
-			}
-			page.Alerts = append(page.Alerts, al)
-			ranks = append(ranks, rank)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		for _, g := range got {
+			page.Alerts = append(page.Alerts, g.Alert)
+			ranks = append(ranks, g.rank)
 		}
 		if len(page.Alerts) > limit {
 			break
@@ -308,6 +446,153 @@ func (s *Store) ListAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 		page.NextCursor = c.encode()
 	}
 	return page, nil
+}
+
+// hintProbe is how many index entries ruleNamespaceHint counts at most
+// per value.
+const hintProbe = 20000
+
+// ruleNamespaceHint chooses, on SQLite, the index ("rule" or "namespace")
+// of a list filtered by both rule and namespace. Either index walks the
+// rows in list order and checks the other value on the table; SQLite has
+// no statistics per value and may walk a noisy rule's index for a quiet
+// namespace (reading the table for each of its rows). Counting a bounded run of each value in its index
+// (the index alone, no table) tells which one is rarer.
+func (s *Store) ruleNamespaceHint(ctx context.Context, f AlertFilter, sk sortKey) (string, error) {
+	if !s.d.sqlite || f.Rule == "" || f.Namespace == "" || f.Resource != "" || f.Node != "" || sk.name == "first_seen" {
+		return "", nil
+	}
+	count := func(idx, col, v string) (int, error) {
+		var n int
+		err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM alerts INDEXED BY "+idx+" WHERE "+col+" = ? LIMIT ?) AS n",
+			v, hintProbe).Scan(&n)
+		return n, err
+	}
+	nr, err := count("alerts_rule", "rule", f.Rule)
+	if err != nil {
+		return "", err
+	}
+	nn, err := count("alerts_namespace", "namespace", f.Namespace)
+	if err != nil {
+		return "", err
+	}
+	if nn < nr {
+		return "namespace", nil
+	}
+	return "rule", nil
+}
+
+// rankedAlert is an alert read with its severity rank.
+type rankedAlert struct {
+	Alert
+	rank int
+}
+
+func (s *Store) queryAlerts(ctx context.Context, query string, args []any) ([]rankedAlert, error) {
+	rows, err := s.r.QueryContext(ctx, s.d.q(query), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []rankedAlert
+	for rows.Next() {
+		al, rank, err := scanAlert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rankedAlert{al, rank})
+	}
+	return out, rows.Err()
+}
+
+// streamsPerQuery is how many streams one statement reads (a UNION ALL of
+// one keyset query each).
+const streamsPerQuery = 50
+
+// queryStreams reads the first need alerts of each stream (a condition
+// added to where), each by its own index range in the list order, and
+// merges them: the first need of all, in order, without repeats. The
+// streams read only the sort key and id (from the index, when the other
+// filters are on severity, status and time); the full rows are read for
+// the merged page only.
+func (s *Store) queryStreams(ctx context.Context, where string, args []any, streams []string, streamArgs []any,
+	orderBy, timeCol string, need int) ([]rankedAlert, error) {
+	type keyed struct {
+		key int64
+		id  string
+	}
+	var all []keyed
+	for start := 0; start < len(streams); start += streamsPerQuery {
+		end := min(start+streamsPerQuery, len(streams))
+		var q strings.Builder
+		var qa []any
+		for i := start; i < end; i++ {
+			if i > start {
+				q.WriteString(" UNION ALL ")
+			}
+			w := " WHERE " + streams[i]
+			if where != "" {
+				w = where + " AND " + streams[i]
+			}
+			fmt.Fprintf(&q, "SELECT * FROM (SELECT %s, id FROM alerts%s ORDER BY %s LIMIT ?) AS s%d", timeCol, w, orderBy, i-start)
+			qa = append(qa, args...)
+			qa = append(qa, streamArgs[i], need)
+		}
+		rows, err := s.r.QueryContext(ctx, s.d.q(q.String()), qa...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var k keyed
+			if err := rows.Scan(&k.key, &k.id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			all = append(all, k)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(all, func(x, y keyed) int {
+		if x.key != y.key {
+			if x.key > y.key {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(y.id, x.id)
+	})
+	all = slices.Compact(all)
+	all = all[:min(len(all), need)]
+	if len(all) == 0 {
+		return nil, nil
+	}
+	ids := make([]any, len(all))
+	pos := make(map[string]int, len(all))
+	for i, k := range all {
+		ids[i] = k.id
+		pos[k.id] = i
+	}
+	got, err := s.queryAlerts(ctx, alertSelect+" WHERE id IN ("+inList(len(ids))+")", ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]rankedAlert, len(all))
+	n := 0
+	for _, g := range got {
+		if i, ok := pos[g.ID]; ok {
+			out[i] = g
+			n++
+		}
+	}
+	if n != len(all) {
+		// An alert went away between the two reads (alerts are not
+		// deleted today): keep the ones found, in order.
+		out = slices.DeleteFunc(out, func(a rankedAlert) bool { return a.ID == "" })
+	}
+	return out, nil
 }
 
 // keysetCond is "rows after the cursor" in the descending order of sk. The
@@ -357,6 +642,13 @@ func scanAlert(r scanner) (Alert, int, error) {
 // CountAlerts counts the alerts f selects by severity (Sort, Limit and
 // Cursor are ignored). Every severity has an entry, zero included.
 func (s *Store) CountAlerts(ctx context.Context, f AlertFilter) (map[event.Severity]int, error) {
+	sctx, cancel := boundSearch(ctx, f)
+	defer cancel()
+	out, err := s.countAlerts(sctx, f)
+	return out, searchErr(sctx, ctx, err)
+}
+
+func (s *Store) countAlerts(ctx context.Context, f AlertFilter) (map[event.Severity]int, error) {
 	out := map[event.Severity]int{event.Informational: 0, event.Low: 0, event.Medium: 0, event.High: 0}
 	where, args, none, err := s.where(ctx, f)
 	if err != nil {

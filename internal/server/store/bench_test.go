@@ -41,7 +41,7 @@ const benchCacheDir = "/var/cache/vigil-bench"
 const benchAlerts = 1_000_000
 
 // seedVersion changes when the generated data changes.
-const seedVersion = "s1"
+const seedVersion = "s2"
 
 // benchPG starts the benchmarks' PostgreSQL, whose data directory is
 // cached beside the SQLite file, and stops it when b ends.
@@ -231,13 +231,13 @@ func listCases() []listCase {
 			return AlertFilter{Status: []string{event.StatusDismissed}, Cluster: g.clusters[r.Intn(len(g.clusters))]}
 		}},
 		{name: "namespace", filter: func(r *rand.Rand) AlertFilter {
-			return AlertFilter{Namespace: g.namespaces[r.Intn(len(g.namespaces))]}
+			return AlertFilter{Namespace: g.wlNS[r.Intn(len(g.wlNS))]}
 		}},
 		{name: "rule", filter: func(r *rand.Rand) AlertFilter {
 			return AlertFilter{Rule: g.rules[r.Intn(len(g.rules))].id}
 		}},
 		{name: "rule+namespace+active", filter: func(r *rand.Rand) AlertFilter {
-			return AlertFilter{Rule: g.rules[r.Intn(len(g.rules))].id, Namespace: g.namespaces[r.Intn(len(g.namespaces))], Status: []string{event.StatusActive}}
+			return AlertFilter{Rule: g.rules[r.Intn(len(g.rules))].id, Namespace: g.wlNS[r.Intn(len(g.wlNS))], Status: []string{event.StatusActive}}
 		}},
 		{name: "time-range", filter: func(r *rand.Rand) AlertFilter {
 			since := benchStart.Add(time.Duration(r.Int63n(int64(benchSpan))))
@@ -248,6 +248,28 @@ func listCases() []listCase {
 		}},
 		{name: "resource-pod", filter: func(r *rand.Rand) AlertFilter {
 			return AlertFilter{Resource: g.podName(r.Intn(g.pods))}
+		}},
+		{name: "resource-rare-pod", filter: func(r *rand.Rand) AlertFilter {
+			return AlertFilter{Resource: g.podName(g.pods + r.Intn(g.rarePods))}
+		}},
+		{name: "resource-ns/pod", filter: func(r *rand.Rand) AlertFilter {
+			p := r.Intn(g.pods)
+			return AlertFilter{Resource: g.nsOf(p) + "/" + g.podName(p)}
+		}},
+		{name: "resource-workload", filter: func(r *rand.Rand) AlertFilter {
+			return AlertFilter{Resource: g.workloadName(r.Intn(g.workloads))}
+		}},
+		{name: "resource-workload+active", filter: func(r *rand.Rand) AlertFilter {
+			return AlertFilter{Resource: g.workloadName(r.Intn(g.workloads)), Status: []string{event.StatusActive}}
+		}},
+		{name: "resource-node", filter: func(r *rand.Rand) AlertFilter {
+			return AlertFilter{Resource: fmt.Sprintf("node-%02d", r.Intn(50))}
+		}},
+		{name: "pages-resource-workload", pages: 5, filter: func(r *rand.Rand) AlertFilter {
+			return AlertFilter{Resource: g.workloadName(r.Intn(g.workloads))}
+		}},
+		{name: "count-resource-workload", count: true, filter: func(r *rand.Rand) AlertFilter {
+			return AlertFilter{Resource: g.workloadName(r.Intn(g.workloads))}
 		}},
 		{name: "search", filter: func(r *rand.Rand) AlertFilter {
 			return AlertFilter{Search: []string{"miner", "shell", "xmrig", "nope-nothing"}[r.Intn(4)]}
@@ -413,6 +435,10 @@ func seed(b *testing.B, dsn string) {
 	for _, d := range defs {
 		exec(d)
 	}
+	exec(`INSERT INTO containers (cluster_id, container_id, namespace, pod, workload, image, last_seen)
+		SELECT cluster_id, container_id, MAX(namespace), MAX(pod), MAX(workload), MAX(image), MAX(last_seen)
+		FROM alerts WHERE container_id <> '' GROUP BY cluster_id, container_id
+		ON CONFLICT DO NOTHING`)
 	exec("ANALYZE")
 	if s.d.sqlite {
 		exec("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -422,10 +448,13 @@ func seed(b *testing.B, dsn string) {
 	}
 }
 
-// gen makes realistic alerts deterministically: rules and namespaces
-// follow Zipf distributions (a few noisy ones, a long tail of rare ones),
-// each rule has one severity, 80% of alerts are active, 15% dismissed, 5%
-// resolved.
+// gen makes realistic alerts deterministically: rules follow a Zipf
+// distribution (a few noisy ones, a long tail of rare ones), each rule has
+// one severity, 80% of alerts are active, 15% dismissed, 5% resolved.
+// Alerts come from 5,000 pods (one container each, ~200 alerts apiece) of
+// 200 workloads on 50 nodes, plus 500 rare pods with a few alerts each;
+// each workload lives in one namespace (Zipf: a few namespaces hold many
+// workloads) and one cluster.
 type gen struct {
 	r          *rand.Rand
 	rules      []benchRule
@@ -435,6 +464,9 @@ type gen struct {
 	clusters   []string
 	clusterIDs []string
 	pods       int
+	rarePods   int
+	workloads  int
+	wlNS       []string // namespace of each workload
 	seq        int
 }
 
@@ -445,7 +477,7 @@ type benchRule struct {
 
 func newGen(seed int64) *gen {
 	r := rand.New(rand.NewSource(seed))
-	g := &gen{r: r, pods: 20000}
+	g := &gen{r: r, pods: 5000, rarePods: 500, workloads: 200}
 	words := []string{"crypto-miner", "web-shell", "reverse-shell", "drift-binary-executed", "credential-access",
 		"attack-tool", "container-escape", "kernel-module", "ptrace", "memfd-exec", "suspicious-download",
 		"shell-spawned"}
@@ -464,6 +496,9 @@ func newGen(seed int64) *gen {
 		g.namespaces = append(g.namespaces, fmt.Sprintf("team-%03d", i))
 	}
 	g.nsZipf = rand.NewZipf(r, 1.1, 4, uint64(len(g.namespaces)-1))
+	for range g.workloads {
+		g.wlNS = append(g.wlNS, g.namespaces[g.nsZipf.Uint64()])
+	}
 	for i := range 10 {
 		g.clusters = append(g.clusters, fmt.Sprintf("bench-%d", i))
 		g.clusterIDs = append(g.clusterIDs, fmt.Sprintf("01BENCHCLUSTER%012d", i))
@@ -471,13 +506,18 @@ func newGen(seed int64) *gen {
 	return g
 }
 
-func (g *gen) podName(p int) string { return fmt.Sprintf("app-%d-%05x", p%97, p) }
+func (g *gen) podName(p int) string { return fmt.Sprintf("app-%d-%05x", p%g.workloads, p) }
+
+func (g *gen) nsOf(p int) string { return g.wlNS[p%g.workloads] }
+
+func (g *gen) workloadName(w int) string { return fmt.Sprintf("Deployment/%s/app-%d", g.wlNS[w], w) }
 
 // alertAt makes an alert at time at about pod p.
 func (g *gen) alertAt(at time.Time, p int) event.Alert {
 	r := g.r
 	rule := g.rules[g.ruleZipf.Uint64()]
-	ns := g.namespaces[g.nsZipf.Uint64()]
+	w := p % g.workloads
+	ns := g.wlNS[w]
 	last := at
 	count := uint64(1)
 	if r.Intn(10) < 3 {
@@ -492,9 +532,9 @@ func (g *gen) alertAt(at time.Time, p int) event.Alert {
 		Tactic: "Execution", Techniques: []string{"T1204"},
 		FirstSeen: at, LastSeen: last, Count: count, Source: "runtime",
 		Node: fmt.Sprintf("node-%02d", p%50), Namespace: ns, Pod: pod, Container: "main",
-		ContainerID: fmt.Sprintf("%016x%016x", uint64(p)*0x9e3779b97f4a7c15, uint64(p)), Image: fmt.Sprintf("registry.example.com/%s/app-%d:1.%d", ns, p%97, p%13),
-		Workload: fmt.Sprintf("Deployment/%s/app-%d", ns, p%97),
-		Labels:   map[string]string{"app": fmt.Sprintf("app-%d", p%97)},
+		ContainerID: fmt.Sprintf("%016x%016x", uint64(p)*0x9e3779b97f4a7c15, uint64(p)), Image: fmt.Sprintf("registry.example.com/%s/app-%d:1.%d", ns, w, p%13),
+		Workload: g.workloadName(w),
+		Labels:   map[string]string{"app": fmt.Sprintf("app-%d", w)},
 		Process: &event.Process{Pid: uint32(1000 + r.Intn(30000)), Ppid: 1, Exe: rule.exe,
 			Args: []string{rule.exe, "-o", "pool.example.net:3333", "--threads", "4"}, Cwd: "/tmp",
 			Parent: &event.Lineage{Pid: 1, Exe: "/bin/sh"}},
@@ -508,8 +548,12 @@ func (g *gen) alertAt(at time.Time, p int) event.Alert {
 // benchSpan.
 func (g *gen) seedAlert(i int) (event.Alert, string, string) {
 	at := benchStart.Add(time.Duration(int64(benchSpan) / benchAlerts * int64(i))).Add(time.Duration(g.r.Int63n(int64(time.Second))))
-	c := g.r.Intn(len(g.clusters))
-	a := g.alertAt(at, g.r.Intn(g.pods))
+	p := g.r.Intn(g.pods)
+	if g.r.Intn(1000) == 0 {
+		p = g.pods + g.r.Intn(g.rarePods) // ~2 alerts each
+	}
+	c := (p % g.workloads) % len(g.clusters)
+	a := g.alertAt(at, p)
 	a.Cluster = g.clusters[c]
 	status := event.StatusActive
 	switch x := g.r.Intn(100); {

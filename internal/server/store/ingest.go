@@ -298,7 +298,49 @@ func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID string, 
 			return 0, 0, fmt.Errorf("ingest alerts: %w", err)
 		}
 	}
+	if err := s.ingestContainers(ctx, tx, clusterID, keep); err != nil {
+		return 0, 0, err
+	}
 	return len(keep), len(fresh), nil
+}
+
+// containerSeenStep is how stale containers.last_seen may be: an hour, in
+// nanoseconds.
+const containerSeenStep = int64(time.Hour)
+
+// ingestContainers upserts the containers of a batch's alerts, one row per
+// distinct container (a batch has tens of containers, not hundreds): they
+// are what the resource filter resolves a pod, workload or image to. A row
+// is only rewritten when its container was seen containerSeenStep later
+// than it says, so most batches write no container row at all.
+func (s *Store) ingestContainers(ctx context.Context, tx *sql.Tx, clusterID string, alerts []preparedAlert) error {
+	const cols = 7
+	idx := map[string]int{}
+	var args []any
+	for _, a := range alerts {
+		if a.ContainerID == "" {
+			continue
+		}
+		last := ts(a.LastSeen)
+		if i, ok := idx[a.ContainerID]; ok {
+			if last > args[i*cols+6].(int64) {
+				args[i*cols+6] = last
+			}
+			continue
+		}
+		idx[a.ContainerID] = len(args) / cols
+		args = append(args, clusterID, a.ContainerID, a.Namespace, a.Pod, a.Workload, a.Image, last)
+	}
+	for start := 0; start < len(args); start += cols * 1000 {
+		chunk := args[start:min(start+cols*1000, len(args))]
+		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO containers (cluster_id, container_id, namespace, pod, workload, image, last_seen)
+			VALUES `+placeholders(cols, len(chunk)/cols)+`
+			ON CONFLICT (cluster_id, container_id) DO UPDATE SET last_seen = excluded.last_seen
+			WHERE containers.last_seen < excluded.last_seen - ?`), append(chunk[:len(chunk):len(chunk)], containerSeenStep)...); err != nil {
+			return fmt.Errorf("ingest containers: %w", err)
+		}
+	}
+	return nil
 }
 
 // incidentRow is an incident being updated by one batch.

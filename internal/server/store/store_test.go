@@ -196,7 +196,7 @@ func TestMigrations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if v := SchemaVersion(); !strings.HasPrefix(v, "1-") {
+	if v := SchemaVersion(); !strings.HasPrefix(v, "2-") {
 		t.Errorf("SchemaVersion() = %q", v)
 	}
 }
@@ -1155,4 +1155,165 @@ func TestConcurrentIngest(t *testing.T) {
 			t.Errorf("%d incidents, want 10", len(incs))
 		}
 	})
+}
+
+// TestResourceFilter checks the resource filter (pod, namespace/pod,
+// workload, image, container id, node) with every sort, other filters,
+// pagination, counts and SetStatusByFilter.
+func TestResourceFilter(t *testing.T) {
+	eachDB(t, func(t *testing.T, e env) {
+		prod, _ := mustCluster(t, e.Store, "prod")
+		type ctr struct{ id, ns, pod, workload, image, node string }
+		ctrs := []ctr{
+			{"ca", "shop", "web-1", "Deployment/shop/web", "nginx:1.27", "node-1"},
+			{"cb", "shop", "web-2", "Deployment/shop/web", "nginx:1.27", "node-2"},
+			{"cc", "billing", "web-1", "Deployment/billing/web", "pay:2", "node-1"},
+			{"", "", "", "", "", "node-3"}, // a node-level alert
+		}
+		sevs := []event.Severity{event.Informational, event.Low, event.Medium, event.High}
+		var all []event.Alert
+		for i := range 160 {
+			c := ctrs[i%len(ctrs)]
+			at := t0.Add(time.Duration(i/5) * time.Second) // shared times: the id tiebreak matters
+			a := alert(fmt.Sprintf("R%04d", (i*37)%160), "r", sevs[(i/3)%4], at, func(a *event.Alert) {
+				a.ContainerID, a.Namespace, a.Pod, a.Workload, a.Image, a.Node = c.id, c.ns, c.pod, c.workload, c.image, c.node
+				a.FirstSeen = at.Add(-time.Duration(i%7) * time.Minute)
+			})
+			all = append(all, a)
+		}
+		for start := 0; start < len(all); start += 40 {
+			mustIngest(t, e.Store, prod.ID, batch(fmt.Sprintf("b%d", start), all[start:start+40]...), t0)
+		}
+		var dismissed []string
+		for i := 0; i < len(all); i += 3 {
+			dismissed = append(dismissed, all[i].ID)
+		}
+		if _, err := e.SetAlertStatus(ctx, dismissed, event.StatusDismissed, "", "me", t0); err != nil {
+			t.Fatal(err)
+		}
+		isDismissed := func(id string) bool { return slices.Contains(dismissed, id) }
+		in := func(ids ...string) func(a event.Alert) bool {
+			return func(a event.Alert) bool { return slices.Contains(ids, a.ContainerID) }
+		}
+		onNode := func(n string) func(a event.Alert) bool { return func(a event.Alert) bool { return a.Node == n } }
+		for _, tc := range []struct {
+			resource string
+			match    func(a event.Alert) bool
+		}{
+			{"web-1", in("ca", "cc")},
+			{"shop/web-1", in("ca")},
+			{"Deployment/shop/web", in("ca", "cb")},
+			{"nginx:1.27", in("ca", "cb")},
+			{"pay:2", in("cc")},
+			{"cb", in("cb")},
+			{"node-1", onNode("node-1")},
+			{"node-3", onNode("node-3")},
+			{"nope", func(event.Alert) bool { return false }},
+		} {
+			for _, sortBy := range []string{"last_seen", "first_seen", "severity"} {
+				for _, active := range []bool{false, true} {
+					t.Run(tc.resource+"/"+sortBy+fmt.Sprint("/active=", active), func(t *testing.T) {
+						var want []event.Alert
+						for _, a := range all {
+							if tc.match(a) && (!active || !isDismissed(a.ID)) {
+								want = append(want, a)
+							}
+						}
+						key := func(a event.Alert) []int64 {
+							switch sortBy {
+							case "first_seen":
+								return []int64{ts(a.FirstSeen)}
+							case "severity":
+								return []int64{int64(a.Severity.Rank()), ts(a.LastSeen)}
+							}
+							return []int64{ts(a.LastSeen)}
+						}
+						slices.SortFunc(want, func(x, y event.Alert) int {
+							if c := slices.Compare(key(y), key(x)); c != 0 {
+								return c
+							}
+							return strings.Compare(y.ID, x.ID)
+						})
+						wantIDs := make([]string, len(want))
+						for i, a := range want {
+							wantIDs[i] = a.ID
+						}
+						f := AlertFilter{Resource: tc.resource, Sort: sortBy, Limit: 7}
+						if active {
+							f.Status = []string{event.StatusActive}
+						}
+						var got []string
+						for pages := 0; ; pages++ {
+							if pages > 100 {
+								t.Fatal("too many pages")
+							}
+							p, err := e.ListAlerts(ctx, f)
+							if err != nil {
+								t.Fatal(err)
+							}
+							got = append(got, ids(p.Alerts)...)
+							if p.NextCursor == "" {
+								break
+							}
+							f.Cursor = p.NextCursor
+						}
+						if !slices.Equal(got, wantIDs) {
+							t.Fatalf("got %v\nwant %v", got, wantIDs)
+						}
+						f.Cursor = ""
+						counts, err := e.CountAlerts(ctx, f)
+						if err != nil {
+							t.Fatal(err)
+						}
+						total := 0
+						for _, n := range counts {
+							total += n
+						}
+						if total != len(want) {
+							t.Errorf("CountAlerts = %v, want %d in all", counts, len(want))
+						}
+					})
+				}
+			}
+		}
+		// SetStatusByFilter with a resource changes just its alerts.
+		n, err := e.SetStatusByFilter(ctx, AlertFilter{Resource: "shop/web-1"}, event.StatusResolved, "", "me", t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		for _, a := range all {
+			if a.ContainerID == "ca" {
+				want++
+			}
+		}
+		if n != want {
+			t.Errorf("SetStatusByFilter changed %d, want %d", n, want)
+		}
+		counts, err := e.CountAlerts(ctx, AlertFilter{Status: []string{event.StatusResolved}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total := counts[event.High] + counts[event.Medium] + counts[event.Low] + counts[event.Informational]; total != want {
+			t.Errorf("resolved: %v, want %d", counts, want)
+		}
+	})
+}
+
+// TestSearchTimeout: a search past SearchTimeout fails with an error
+// wrapping context.DeadlineExceeded; a caller's own deadline stays its own.
+func TestSearchTimeout(t *testing.T) {
+	if !errors.Is(ErrSearchTimeout, context.DeadlineExceeded) {
+		t.Fatal("ErrSearchTimeout does not wrap context.DeadlineExceeded")
+	}
+	parent := context.Background()
+	sctx, cancel := context.WithTimeout(parent, time.Nanosecond)
+	defer cancel()
+	<-sctx.Done()
+	if err := searchErr(sctx, parent, errors.New("interrupted")); !errors.Is(err, ErrSearchTimeout) {
+		t.Errorf("searchErr = %v", err)
+	}
+	if err := searchErr(parent, parent, nil); err != nil {
+		t.Errorf("searchErr(nil) = %v", err)
+	}
 }

@@ -55,8 +55,8 @@ func TestSuppressReachesTheSensorEngine(t *testing.T) {
 	if _, err := st.Ingest(ctx, mustCluster(t, st, "prod-1"), &ship.Batch{BatchID: "b1", Alerts: []event.Alert{*alerts[0]}}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, url: srv.URL}
-	if code := e.post("/api/v1/alerts/"+alerts[0].ID+"/suppress", admin, `{"reason":"shop installs at start","scope":"workload"}`); code != 201 {
+	apiClient := &serverProc{url: srv.URL}
+	if code := apiClient.call(t, "POST", "/api/v1/alerts/"+alerts[0].ID+"/suppress", admin, `{"reason":"shop installs at start","scope":"workload"}`, nil); code != 201 {
 		t.Fatalf("suppress: %d", code)
 	}
 	if err := pullExceptions(ctx, client, eng); err != nil {
@@ -81,14 +81,4 @@ func mustCluster(t *testing.T, st *store.Store, name string) string {
 		t.Fatal(err)
 	}
 	return c.ID
-}
-
-type env struct {
-	t   *testing.T
-	url string
-}
-
-func (e *env) post(path, token, body string) int {
-	p := &serverProc{url: e.url}
-	return p.call(e.t, "POST", path, token, body, nil)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/vigil-sec/vigil/internal/console"
 	"github.com/vigil-sec/vigil/internal/server/api"
 	"github.com/vigil-sec/vigil/internal/server/export"
 	"github.com/vigil-sec/vigil/internal/server/store"
@@ -127,9 +128,16 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 		return nil, err
 	}
 	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit, Exports: func() any { return disp.Health() }})
+	ui, err := console.New(console.Config{Store: st, Log: log, Secure: f.tlsCert != ""})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.Handle("/", a.Handler())
+	mux.Handle("/api/", a.Handler())
+	mux.Handle("/healthz", a.Handler())
+	mux.Handle("/", ui.Handler())
 	l, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		st.Close()

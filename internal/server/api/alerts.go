@@ -14,14 +14,15 @@ import (
 )
 
 // alertFilter reads the alert filters of DESIGN.md from the query string:
-// severity, status, cluster, namespace, rule, resource, node, q (search),
+// severity, status, cluster, namespace, rule, resource, type (pod, node
+// or cluster), node, q (search),
 // since, until (RFC 3339 times, or a duration back from now: since=24h),
 // sort, limit and cursor.
 func (s *Server) alertFilter(r *http.Request) (store.AlertFilter, error) {
 	q := r.URL.Query()
 	f := store.AlertFilter{
 		Cluster: q.Get("cluster"), Namespace: q.Get("namespace"), Rule: q.Get("rule"),
-		Resource: q.Get("resource"), Node: q.Get("node"), Search: q.Get("q"), Cursor: q.Get("cursor"),
+		Resource: q.Get("resource"), ResourceType: q.Get("type"), Node: q.Get("node"), Search: q.Get("q"), Cursor: q.Get("cursor"),
 	}
 	for _, v := range splitList(q["severity"]) {
 		sev, err := event.ParseSeverity(v)
@@ -281,48 +282,13 @@ func (s *Server) suppress(w http.ResponseWriter, r *http.Request, p store.Princi
 	if err != nil {
 		return err
 	}
-	x := detect.Exception{
-		ID:      "x-" + ulid.MustNew(ulid.Timestamp(s.cfg.Now()), rand.Reader).String(),
-		Rules:   []string{a.Rule},
-		Reason:  sr.Reason + " (from alert " + a.ID + " by " + p.Name + ")",
-		Expires: req.Expires,
+	x, err := store.ExceptionFor(a, req.Scope)
+	if err != nil {
+		return err
 	}
-	switch req.Scope {
-	case "", "workload":
-		switch {
-		case a.Workload != "":
-			x.Workload = a.Workload
-		case a.Namespace != "" && a.Pod != "":
-			x.Namespace = a.Namespace
-		case a.Image != "":
-			x.Image = a.Image
-		default:
-			return errorf(http.StatusBadRequest, "the alert names no workload; use scope namespace, image, cluster or process")
-		}
-	case "namespace":
-		if a.Namespace == "" {
-			return errorf(http.StatusBadRequest, "the alert names no namespace")
-		}
-		x.Namespace = a.Namespace
-	case "image":
-		if a.Image == "" {
-			return errorf(http.StatusBadRequest, "the alert names no image")
-		}
-		x.Image = a.Image
-	case "process":
-		if a.Process == nil || a.Process.Exe == "" {
-			return errorf(http.StatusBadRequest, "the alert names no process")
-		}
-		x.ProcessPath = a.Process.Exe
-		x.Workload = a.Workload
-	case "cluster":
-		x.Cluster = a.Cluster
-		if x.Cluster == "" {
-			x.Cluster = "*"
-		}
-	default:
-		return errorf(http.StatusBadRequest, "scope %q: want workload, namespace, image, process or cluster", req.Scope)
-	}
+	x.ID = "x-" + ulid.MustNew(ulid.Timestamp(s.cfg.Now()), rand.Reader).String()
+	x.Reason = sr.Reason + " (from alert " + a.ID + " by " + p.Name + ")"
+	x.Expires = req.Expires
 	if err := s.cfg.Store.CreateException(r.Context(), a.ClusterID, x, p.Name); err != nil {
 		return err
 	}

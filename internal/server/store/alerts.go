@@ -40,12 +40,16 @@ type AlertFilter struct {
 	// that raised alerts (at most MaxResourceContainers of them), so
 	// alerts without a container id match it only by node.
 	Resource string
-	Node     string
+	// ResourceType is what an alert is about: "pod" (a pod or container),
+	// "node" (a host process, outside any container) or "cluster" (the
+	// control plane: neither); "" is any.
+	ResourceType string
+	Node         string
 	// Search is a case-insensitive substring of the title, rule or
-	// process executable. It reads every alert the other filters leave,
-	// so a list or count with a Search term is bounded by SearchTimeout:
-	// past it the call fails with an error wrapping
-	// context.DeadlineExceeded (narrow the filter and try again).
+	// process executable, matched against the dictionary of distinct
+	// texts (search.go). A list or count with a Search term is bounded by
+	// SearchTimeout all the same: past it the call fails with an error
+	// wrapping context.DeadlineExceeded (narrow the filter and try again).
 	Search string
 	// Since and Until bound last_seen (both inclusive).
 	Since, Until time.Time
@@ -63,6 +67,13 @@ type AlertPage struct {
 	Alerts     []Alert `json:"alerts"`
 	NextCursor string  `json:"next_cursor,omitempty"`
 }
+
+// Resource types of AlertFilter.ResourceType.
+const (
+	ResourcePod     = "pod"
+	ResourceNode    = "node"
+	ResourceCluster = "cluster"
+)
 
 // Page sizes.
 const (
@@ -280,10 +291,24 @@ func (s *Store) where(ctx context.Context, f AlertFilter) (clause string, args [
 			args = append(args, c.v)
 		}
 	}
+	switch f.ResourceType {
+	case "":
+	case ResourcePod:
+		conds = append(conds, "(container_id <> '' OR pod <> '')")
+	case ResourceNode:
+		conds = append(conds, "(container_id = '' AND pod = '' AND node <> '')")
+	case ResourceCluster:
+		conds = append(conds, "(container_id = '' AND pod = '' AND node = '')")
+	default:
+		return "", nil, false, fmt.Errorf("%w: resource type %q (want pod, node or cluster)", ErrInvalid, clip(f.ResourceType))
+	}
 	if q := strings.TrimSpace(f.Search); q != "" {
-		pat := "%" + likeEscaper.Replace(strings.ToLower(q)) + "%"
-		conds = append(conds, `(lower(title) LIKE ? ESCAPE '\' OR lower(rule) LIKE ? ESCAPE '\' OR lower(exe) LIKE ? ESCAPE '\')`)
-		args = append(args, pat, pat, pat)
+		cond, vals, none, err := s.searchCond(ctx, q)
+		if err != nil || none {
+			return "", nil, none, err
+		}
+		conds = append(conds, cond)
+		args = append(args, vals...)
 	}
 	if !f.Since.IsZero() {
 		conds = append(conds, "last_seen >= ?")
@@ -380,11 +405,6 @@ func (s *Store) listAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 		return page, nil
 	}
 	sel := alertSelect
-	if hint, err := s.ruleNamespaceHint(ctx, f, sk); err != nil {
-		return AlertPage{}, fmt.Errorf("list alerts: %w", err)
-	} else if hint != "" {
-		sel += " INDEXED BY alerts_" + hint
-	}
 	var ranks []int
 	for _, lvl := range levels {
 		w, a := where, slices.Clone(args)
@@ -446,40 +466,6 @@ func (s *Store) listAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 		page.NextCursor = c.encode()
 	}
 	return page, nil
-}
-
-// hintProbe is how many index entries ruleNamespaceHint counts at most
-// per value.
-const hintProbe = 20000
-
-// ruleNamespaceHint chooses, on SQLite, the index ("rule" or "namespace")
-// of a list filtered by both rule and namespace. Either index walks the
-// rows in list order and checks the other value on the table; SQLite has
-// no statistics per value and may walk a noisy rule's index for a quiet
-// namespace (reading the table for each of its rows). Counting a bounded run of each value in its index
-// (the index alone, no table) tells which one is rarer.
-func (s *Store) ruleNamespaceHint(ctx context.Context, f AlertFilter, sk sortKey) (string, error) {
-	if !s.d.sqlite || f.Rule == "" || f.Namespace == "" || f.Resource != "" || f.Node != "" || sk.name == "first_seen" {
-		return "", nil
-	}
-	count := func(idx, col, v string) (int, error) {
-		var n int
-		err := s.r.QueryRowContext(ctx, "SELECT COUNT(*) FROM (SELECT 1 FROM alerts INDEXED BY "+idx+" WHERE "+col+" = ? LIMIT ?) AS n",
-			v, hintProbe).Scan(&n)
-		return n, err
-	}
-	nr, err := count("alerts_rule", "rule", f.Rule)
-	if err != nil {
-		return "", err
-	}
-	nn, err := count("alerts_namespace", "namespace", f.Namespace)
-	if err != nil {
-		return "", err
-	}
-	if nn < nr {
-		return "namespace", nil
-	}
-	return "rule", nil
 }
 
 // rankedAlert is an alert read with its severity rank.

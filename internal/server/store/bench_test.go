@@ -41,7 +41,7 @@ const benchCacheDir = "/var/cache/vigil-bench"
 const benchAlerts = 1_000_000
 
 // seedVersion changes when the generated data changes.
-const seedVersion = "s2"
+const seedVersion = "s3"
 
 // benchPG starts the benchmarks' PostgreSQL, whose data directory is
 // cached beside the SQLite file, and stops it when b ends.
@@ -272,7 +272,7 @@ func listCases() []listCase {
 			return AlertFilter{Resource: g.workloadName(r.Intn(g.workloads))}
 		}},
 		{name: "search", filter: func(r *rand.Rand) AlertFilter {
-			return AlertFilter{Search: []string{"miner", "shell", "xmrig", "nope-nothing"}[r.Intn(4)]}
+			return AlertFilter{Search: []string{"miner", "shell", "xmrig", "nope-nothing", "kworker-1a", "variant 65"}[r.Intn(6)]}
 		}},
 		{name: "sort-severity", filter: func(r *rand.Rand) AlertFilter {
 			return AlertFilter{Sort: "severity", Cluster: g.clusters[r.Intn(len(g.clusters))]}
@@ -394,11 +394,12 @@ func seed(b *testing.B, dsn string) {
 		exec(s.d.q("INSERT INTO clusters (id, name, created_at, last_seen) VALUES (?, ?, ?, ?)"),
 			g.clusterIDs[i], name, ts(benchStart), ts(benchEnd))
 	}
-	const cols = 21
+	const cols = 22
 	const perStmt = 1000
+	texts := map[int64]string{}
 	const perTx = 100_000
 	stmt := s.d.q(`INSERT INTO alerts (id, cluster_id, rule, title, severity, status, first_seen, last_seen, hit_count,
-		node, namespace, pod, container_id, workload, image, exe, incident_id, status_reason, status_by, status_at, doc)
+		node, namespace, pod, container_id, workload, image, exe, text_id, incident_id, status_reason, status_by, status_at, doc)
 		VALUES ` + placeholders(cols, perStmt))
 	args := make([]any, 0, cols*perStmt)
 	for txStart := 0; txStart < benchAlerts; txStart += perTx {
@@ -418,8 +419,11 @@ func seed(b *testing.B, dsn string) {
 			if status != event.StatusActive {
 				statusBy, statusAt = "analyst", ts(a.LastSeen.Add(time.Hour))
 			}
+			text := searchText(a.Title, a.Rule, a.Process.Exe)
+			key := searchKey(text)
+			texts[key] = text
 			args = append(args, a.ID, clusterID, a.Rule, a.Title, a.Severity.Rank(), status, ts(a.FirstSeen), ts(a.LastSeen),
-				int64(a.Count), a.Node, a.Namespace, a.Pod, a.ContainerID, a.Workload, a.Image, a.Process.Exe, "", "", statusBy, statusAt, string(doc))
+				int64(a.Count), a.Node, a.Namespace, a.Pod, a.ContainerID, a.Workload, a.Image, a.Process.Exe, key, "", "", statusBy, statusAt, string(doc))
 			if len(args) == cap(args) {
 				if _, err := ps.ExecContext(ctx, args...); err != nil {
 					b.Fatal(err)
@@ -431,6 +435,9 @@ func seed(b *testing.B, dsn string) {
 		if err := tx.Commit(); err != nil {
 			b.Fatal(err)
 		}
+	}
+	for key, text := range texts {
+		exec(s.d.q("INSERT INTO alert_texts (id, text) VALUES (?, ?)"), key, text)
 	}
 	for _, d := range defs {
 		exec(d)
@@ -526,6 +533,10 @@ func (g *gen) alertAt(at time.Time, p int) event.Alert {
 	}
 	pod := g.podName(p)
 	g.seq++
+	exe := rule.exe
+	if strings.HasPrefix(exe, "/tmp/") {
+		exe = fmt.Sprintf("%s-%x", exe, p) // dropped binaries have a name per pod
+	}
 	return event.Alert{
 		ID:   ulid.MustNew(ulid.Timestamp(at), r).String(),
 		Rule: rule.id, Title: rule.title, Severity: rule.sev, Status: event.StatusActive,
@@ -535,10 +546,10 @@ func (g *gen) alertAt(at time.Time, p int) event.Alert {
 		ContainerID: fmt.Sprintf("%016x%016x", uint64(p)*0x9e3779b97f4a7c15, uint64(p)), Image: fmt.Sprintf("registry.example.com/%s/app-%d:1.%d", ns, w, p%13),
 		Workload: g.workloadName(w),
 		Labels:   map[string]string{"app": fmt.Sprintf("app-%d", w)},
-		Process: &event.Process{Pid: uint32(1000 + r.Intn(30000)), Ppid: 1, Exe: rule.exe,
-			Args: []string{rule.exe, "-o", "pool.example.net:3333", "--threads", "4"}, Cwd: "/tmp",
+		Process: &event.Process{Pid: uint32(1000 + r.Intn(30000)), Ppid: 1, Exe: exe,
+			Args: []string{exe, "-o", "pool.example.net:3333", "--threads", "4"}, Cwd: "/tmp",
 			Parent: &event.Lineage{Pid: 1, Exe: "/bin/sh"}},
-		Evidence:    map[string]any{"process.exe": rule.exe, "network.dst": "203.0.113.7:3333"},
+		Evidence:    map[string]any{"process.exe": exe, "network.dst": "203.0.113.7:3333"},
 		Description: "A process ran that matches the behaviour of " + rule.title + "; see the evidence for what matched.",
 		Remediation: "Check the workload's image and recent changes; isolate the pod if the activity is not expected.",
 	}

@@ -91,3 +91,63 @@ func (s *Store) DeleteException(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// Suppression scopes: what an exception made from an alert covers.
+const (
+	ScopeWorkload  = "workload" // the default
+	ScopeNamespace = "namespace"
+	ScopeImage     = "image"
+	ScopeProcess   = "process" // the executable, in that workload
+	ScopeCluster   = "cluster"
+)
+
+// SuppressScopes lists the scopes in the order a user is offered them.
+var SuppressScopes = []string{ScopeWorkload, ScopeNamespace, ScopeImage, ScopeProcess, ScopeCluster}
+
+// ExceptionFor makes the exception that suppresses alerts like a ("don't
+// alert on this again for this workload"): its rule, within scope. The
+// caller sets the id, reason and expiry. An alert that names nothing of
+// the scope gives ErrInvalid.
+func ExceptionFor(a Alert, scope string) (detect.Exception, error) {
+	x := detect.Exception{Rules: []string{a.Rule}}
+	missing := func(what string) error {
+		return fmt.Errorf("%w: the alert names no %s", ErrInvalid, what)
+	}
+	switch scope {
+	case "", ScopeWorkload:
+		switch {
+		case a.Workload != "":
+			x.Workload = a.Workload
+		case a.Namespace != "" && a.Pod != "":
+			x.Namespace = a.Namespace
+		case a.Image != "":
+			x.Image = a.Image
+		default:
+			return x, fmt.Errorf("%w: the alert names no workload; use scope namespace, image, process or cluster", ErrInvalid)
+		}
+	case ScopeNamespace:
+		if a.Namespace == "" {
+			return x, missing("namespace")
+		}
+		x.Namespace = a.Namespace
+	case ScopeImage:
+		if a.Image == "" {
+			return x, missing("image")
+		}
+		x.Image = a.Image
+	case ScopeProcess:
+		if a.Process == nil || a.Process.Exe == "" {
+			return x, missing("process")
+		}
+		x.ProcessPath = a.Process.Exe
+		x.Workload = a.Workload
+	case ScopeCluster:
+		x.Cluster = a.Cluster
+		if x.Cluster == "" {
+			x.Cluster = "*"
+		}
+	default:
+		return x, fmt.Errorf("%w: scope %q (want workload, namespace, image, process or cluster)", ErrInvalid, clip(scope))
+	}
+	return x, nil
+}

@@ -108,8 +108,12 @@ func (s *Store) Ingest(ctx context.Context, clusterID string, b *ship.Batch, now
 		}
 	}
 
+	var texts map[int64]string
 	if len(alerts) > 0 {
 		if res.Alerts, res.NewAlerts, err = s.ingestAlerts(ctx, tx, clusterID, alerts); err != nil {
+			return res, err
+		}
+		if texts, err = s.ingestTexts(ctx, tx, alerts); err != nil {
 			return res, err
 		}
 	}
@@ -125,6 +129,7 @@ func (s *Store) Ingest(ctx context.Context, clusterID string, b *ship.Batch, now
 	if err := tx.Commit(); err != nil {
 		return IngestResult{}, fmt.Errorf("ingest: commit: %w", err)
 	}
+	s.texts.add(texts)
 	return res, nil
 }
 
@@ -177,9 +182,11 @@ func maxTime(a, b time.Time) time.Time {
 // preparedAlert is an alert ready to be written.
 type preparedAlert struct {
 	*event.Alert
-	doc   string
-	count int64
-	exe   string
+	doc    string
+	count  int64
+	exe    string
+	text   string // searchText of the alert
+	textID int64  // searchKey of text
 }
 
 // prepareAlerts stamps the cluster's name on each alert, fills what a
@@ -212,6 +219,8 @@ func prepareAlerts(alerts []*event.Alert, clusterName string) ([]preparedAlert, 
 		if a.Process != nil {
 			p.exe = a.Process.Exe
 		}
+		p.text = searchText(a.Title, a.Rule, p.exe)
+		p.textID = searchKey(p.text)
 		out[i] = p
 	}
 	return out, nil
@@ -223,7 +232,7 @@ type existingAlert struct {
 	lastSeen          int64
 }
 
-const alertCols = 20
+const alertCols = 21
 
 func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID string, alerts []preparedAlert) (stored, created int, err error) {
 	ids := make([]any, len(alerts))
@@ -283,11 +292,11 @@ func (s *Store) ingestAlerts(ctx context.Context, tx *sql.Tx, clusterID string, 
 		for _, a := range chunk {
 			args = append(args, a.ID, clusterID, a.Rule, a.Title, a.Severity.Rank(), a.Status,
 				ts(a.FirstSeen), ts(a.LastSeen), a.count, a.Node, a.Namespace, a.Pod, a.ContainerID, a.Workload,
-				a.Image, a.exe, incidentOf[a.ID], "", "", a.doc)
+				a.Image, a.exe, a.textID, incidentOf[a.ID], "", "", a.doc)
 		}
 		_, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO alerts (id, cluster_id, rule, title, severity, status,
 			first_seen, last_seen, hit_count, node, namespace, pod, container_id, workload,
-			image, exe, incident_id, status_reason, status_by, doc) VALUES `+placeholders(alertCols, len(chunk))+`
+			image, exe, text_id, incident_id, status_reason, status_by, doc) VALUES `+placeholders(alertCols, len(chunk))+`
 			ON CONFLICT (id) DO UPDATE SET
 				hit_count = CASE WHEN excluded.hit_count > alerts.hit_count THEN excluded.hit_count ELSE alerts.hit_count END,
 				first_seen = CASE WHEN excluded.first_seen < alerts.first_seen THEN excluded.first_seen ELSE alerts.first_seen END,

@@ -45,6 +45,7 @@ type Store struct {
 	r       *sql.DB // reads (SQLite: a pool beside the writer; PostgreSQL: w)
 	d       dialect
 	ingests atomic.Uint64
+	texts   knownTexts // search dictionary keys already written
 	// SQLite's checkpointer goroutine: closing ckStop stops it, ckDone is
 	// closed when it has.
 	ckStop, ckDone chan struct{}
@@ -271,6 +272,14 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// step, when set, runs after the statements in the same transaction:
+	// what SQL alone cannot do on both databases.
+	step func(context.Context, *sql.Tx, dialect) error
+}
+
+// migrationSteps are the Go steps of migrations, by version.
+var migrationSteps = map[int]func(context.Context, *sql.Tx, dialect) error{
+	3: backfillAlertTexts,
 }
 
 func migrations() ([]migration, error) {
@@ -290,7 +299,7 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+		ms = append(ms, migration{version: v, name: name, sql: string(b), step: migrationSteps[v]})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i := 1; i < len(ms); i++ {
@@ -388,6 +397,12 @@ func (s *Store) migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, st); err != nil {
 				tx.Rollback()
 				return fmt.Errorf("migrate %s: %w\n%s", m.name, err, st)
+			}
+		}
+		if m.step != nil {
+			if err := m.step(ctx, tx, s.d); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migrate %s: %w", m.name, err)
 			}
 		}
 		if _, err := tx.ExecContext(ctx, s.d.q("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)"),

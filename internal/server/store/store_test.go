@@ -196,7 +196,7 @@ func TestMigrations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if v := SchemaVersion(); !strings.HasPrefix(v, "2-") {
+	if v := SchemaVersion(); !strings.HasPrefix(v, "3-") {
 		t.Errorf("SchemaVersion() = %q", v)
 	}
 }
@@ -625,6 +625,11 @@ func TestListAlertsFilters(t *testing.T) {
 			{"search exe", AlertFilter{Search: "/bin/bash"}, []string{"P4"}},
 			{"search with LIKE characters", AlertFilter{Search: "%"}, []string{}},
 			{"search underscore", AlertFilter{Search: "web_shell"}, []string{}},
+			{"type pod", AlertFilter{ResourceType: "pod"}, []string{"D2", "D1", "P4", "P3", "P2", "P1"}},
+			{"type node", AlertFilter{ResourceType: "node"}, []string{"P5"}},
+			{"type cluster", AlertFilter{ResourceType: "cluster"}, []string{}},
+			{"search+cluster", AlertFilter{Search: "SHELL", Cluster: "prod"}, []string{"P4", "P1"}},
+			{"search+status", AlertFilter{Search: "shell", Status: []string{"active"}}, []string{"D1", "P4", "P1"}},
 			{"since", AlertFilter{Since: t0.Add(5 * time.Minute)}, []string{"D2", "D1", "P5"}},
 			{"until", AlertFilter{Until: t0.Add(2 * time.Minute)}, []string{"P2", "P1"}},
 			{"range", AlertFilter{Since: t0.Add(2 * time.Minute), Until: t0.Add(4 * time.Minute)}, []string{"P4", "P3", "P2"}},
@@ -688,6 +693,64 @@ func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 // TestCursorPagination pages through alerts in every sort order while new
 // alerts keep arriving: every alert that existed when paging began is seen
 // exactly once, in order.
+// TestSearchDictionary: search finds alerts through the dictionary whether
+// a term names a few texts or more than an IN list holds, and migration
+// 3's step indexes the alerts stored before it.
+func TestSearchDictionary(t *testing.T) {
+	eachDB(t, func(t *testing.T, e env) {
+		seedFilterSet(t, e.Store)
+		search := func(term string) []string {
+			t.Helper()
+			page, err := e.ListAlerts(ctx, AlertFilter{Search: term})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ids(page.Alerts)
+		}
+		if got := search("sh"); !slices.Equal(got, []string{"D1", "P4", "P1"}) {
+			t.Fatalf("search sh = %v", got)
+		}
+		all := []string{"D2", "D1", "P5", "P4", "P3", "P2", "P1"}
+		if got := search("/bin/"); !slices.Equal(got, all) {
+			t.Fatalf("search /bin/ = %v, want %v", got, all)
+		}
+		old := maxSearchTexts
+		maxSearchTexts = 1 // every term past the IN list: the subquery form
+		t.Cleanup(func() { maxSearchTexts = old })
+		if got := search("/bin/"); !slices.Equal(got, all) {
+			t.Fatalf("subquery search /bin/ = %v, want %v", got, all)
+		}
+		maxSearchTexts = old
+
+		// Alerts stored before migration 3 had no dictionary entry.
+		for _, q := range []string{"UPDATE alerts SET text_id = 0", "DELETE FROM alert_texts"} {
+			if _, err := e.w.ExecContext(ctx, q); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.texts = knownTexts{}
+		if got := search("drift binary"); len(got) != 0 {
+			t.Fatalf("without dictionary: %v", got)
+		}
+		tx, err := e.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := backfillAlertTexts(ctx, tx, e.d); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if got := search("drift binary"); !slices.Equal(got, []string{"P3"}) {
+			t.Fatalf("after backfill: %v", got)
+		}
+		if got := search("/bin/"); !slices.Equal(got, all) {
+			t.Fatalf("after backfill /bin/: %v, want %v", got, all)
+		}
+	})
+}
+
 func TestCursorPagination(t *testing.T) {
 	eachDB(t, func(t *testing.T, e env) {
 		c, _ := mustCluster(t, e.Store, "prod")

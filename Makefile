@@ -59,6 +59,7 @@ acceptance: build
 	../shared/acceptance/02-sensor
 	../shared/acceptance/03-rules
 	../shared/acceptance/04-server
+	../shared/acceptance/05-console
 
 clean:
 	rm -rf bin

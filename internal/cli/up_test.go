@@ -2,7 +2,10 @@ package cli
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +60,7 @@ func TestUpSensorToServerToCLI(t *testing.T) {
 	if err := os.WriteFile(miner, data, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	ran := time.Now()
 	if err := exec.Command(miner, "--donate-level", "1", "-o", "stratum+tcp://pool.supportxmr.com:3333").Run(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +95,12 @@ func TestUpSensorToServerToCLI(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	// The console shows it: the list (what the open page polls) and the
+	// alert's page with the process.
+	consoleSeen := consoleShows(t, server, admin, "/alerts?rule=runtime.crypto-miner-stratum", `data-alert="`+id+`"`)
+	t.Logf("miner ran -> alert in the console list: %v", consoleSeen.Sub(ran).Round(time.Millisecond))
+	consoleShows(t, server, admin, "/alerts/"+id, miner)
+
 	req, _ := http.NewRequest("POST", server+"/api/v1/tokens", strings.NewReader(`{"name":"viewer","role":"reader"}`))
 	req.Header.Set("Authorization", "Bearer "+admin)
 	resp, err := http.DefaultClient.Do(req)
@@ -111,5 +121,37 @@ func TestUpSensorToServerToCLI(t *testing.T) {
 	out, err := run(t, "alerts", "get", id, "--server", server, "--token", tok.Token, "-o", "json")
 	if err != nil || !strings.Contains(out, `"status": "dismissed"`) || !strings.Contains(out, "test binary") {
 		t.Fatalf("after dismiss: %v %s", err, out)
+	}
+}
+
+// consoleShows signs in to the console with token and reads path until
+// the page contains want (for at most 30 s); it returns when it did.
+func consoleShows(t *testing.T, server, token, path, want string) time.Time {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+	resp, err := c.PostForm(server+"/login", url.Values{"token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/alerts" {
+		t.Fatalf("console sign-in: %s, ended at %s", resp.Status, resp.Request.URL)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Get(server + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK && strings.Contains(string(body), want) {
+			return time.Now()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("console %s (%s) does not show %q:\n%s", path, resp.Status, want, body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -100,9 +100,7 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("GET /login", c.loginPage)
 	c.mux.HandleFunc("POST /login", c.login)
 	c.mux.HandleFunc("POST /logout", c.logout)
-	c.mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/alerts", http.StatusSeeOther)
-	})
+	c.mux.HandleFunc("GET /{$}", c.home)
 	page := func(pattern string, fn func(http.ResponseWriter, *http.Request, session) error) {
 		c.mux.Handle(pattern, c.signedIn(fn))
 	}
@@ -118,6 +116,16 @@ func (c *Console) routes() {
 	c.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, nil, errNotFound)
 	})
+}
+
+// home is the console's front door: the sign-in form, or the alerts for
+// someone signed in.
+func (c *Console) home(w http.ResponseWriter, r *http.Request) {
+	if _, err := c.session(r); err != nil {
+		c.render(w, r, http.StatusOK, "login", nil, map[string]any{"Next": "/alerts"})
+		return
+	}
+	http.Redirect(w, r, "/alerts", http.StatusSeeOther)
 }
 
 // securityHeaders keeps the console's pages to their own origin: scripts

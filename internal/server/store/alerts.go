@@ -395,6 +395,23 @@ func (s *Store) listAlerts(ctx context.Context, f AlertFilter) (AlertPage, error
 		}
 		streams, streamArgs = m.streams()
 		f.Resource = ""
+	} else if term := strings.TrimSpace(f.Search); term != "" {
+		// A search of a few texts is read the same way, one stream per
+		// text; a broad one (most alerts match) by the usual order.
+		keys, broad, err := s.searchTexts(ctx, term)
+		if err != nil {
+			return AlertPage{}, fmt.Errorf("list alerts: %w", err)
+		}
+		if len(keys) == 0 && !broad {
+			return AlertPage{Alerts: []Alert{}}, nil
+		}
+		if !broad {
+			for _, k := range keys {
+				streams = append(streams, "text_id = ?")
+				streamArgs = append(streamArgs, k)
+			}
+			f.Search = ""
+		}
 	}
 	where, args, none, err := s.where(ctx, f)
 	if err != nil {

@@ -281,6 +281,9 @@ func listCases() []listCase {
 		{name: "pages-cluster", pages: 20, filter: func(r *rand.Rand) AlertFilter {
 			return AlertFilter{Cluster: g.clusters[r.Intn(len(g.clusters))], Status: []string{event.StatusActive}}
 		}},
+		{name: "count-active", count: true, filter: func(*rand.Rand) AlertFilter {
+			return AlertFilter{Status: []string{event.StatusActive}}
+		}},
 		{name: "count-severity+status+cluster", count: true, filter: func(r *rand.Rand) AlertFilter {
 			return AlertFilter{Severity: []event.Severity{event.High}, Status: []string{event.StatusActive}, Cluster: g.clusters[r.Intn(len(g.clusters))]}
 		}},

@@ -90,32 +90,49 @@ func (s *Store) ingestTexts(ctx context.Context, tx *sql.Tx, alerts []preparedAl
 	return texts, nil
 }
 
-// searchCond is the WHERE condition of a search term: none is true when
-// no stored alert's text contains it.
-func (s *Store) searchCond(ctx context.Context, term string) (cond string, args []any, none bool, err error) {
-	pat := "%" + likeEscaper.Replace(strings.ToLower(term)) + "%"
-	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT id FROM alert_texts WHERE text LIKE ? ESCAPE '\' LIMIT ?`), pat, maxSearchTexts+1)
+// searchTexts returns the dictionary keys whose text contains term; broad
+// is true (and keys nil) when there are more than maxSearchTexts.
+func (s *Store) searchTexts(ctx context.Context, term string) (keys []any, broad bool, err error) {
+	rows, err := s.r.QueryContext(ctx, s.d.q(`SELECT id FROM alert_texts WHERE text LIKE ? ESCAPE '\' LIMIT ?`),
+		searchPattern(term), maxSearchTexts+1)
 	if err != nil {
-		return "", nil, false, fmt.Errorf("search: %w", err)
+		return nil, false, fmt.Errorf("search: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var id int64
 		if err := rows.Scan(&id); err != nil {
-			return "", nil, false, fmt.Errorf("search: %w", err)
+			return nil, false, fmt.Errorf("search: %w", err)
 		}
-		args = append(args, id)
+		keys = append(keys, id)
 	}
 	if err := rows.Err(); err != nil {
-		return "", nil, false, fmt.Errorf("search: %w", err)
+		return nil, false, fmt.Errorf("search: %w", err)
 	}
+	if len(keys) > maxSearchTexts {
+		return nil, true, nil
+	}
+	return keys, false, nil
+}
+
+func searchPattern(term string) string {
+	return "%" + likeEscaper.Replace(strings.ToLower(term)) + "%"
+}
+
+// searchCond is the WHERE condition of a search term: none is true when
+// no stored alert's text contains it. (A list reads a search of a few
+// texts as one stream per text instead: see listAlerts.)
+func (s *Store) searchCond(ctx context.Context, term string) (cond string, args []any, none bool, err error) {
+	keys, broad, err := s.searchTexts(ctx, term)
 	switch {
-	case len(args) == 0:
+	case err != nil:
+		return "", nil, false, err
+	case broad:
+		return `text_id IN (SELECT id FROM alert_texts WHERE text LIKE ? ESCAPE '\')`, []any{searchPattern(term)}, false, nil
+	case len(keys) == 0:
 		return "", nil, true, nil
-	case len(args) > maxSearchTexts:
-		return `text_id IN (SELECT id FROM alert_texts WHERE text LIKE ? ESCAPE '\')`, []any{pat}, false, nil
 	}
-	return "text_id IN (" + inList(len(args)) + ")", args, false, nil
+	return "text_id IN (" + inList(len(keys)) + ")", keys, false, nil
 }
 
 // backfillAlertTexts gives the alerts stored before migration 3 their

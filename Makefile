@@ -45,6 +45,7 @@ vmtest:
 FUZZTIME ?= 20s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./internal/ship/
+	$(GO) test -run '^$$' -fuzz '^FuzzConsoleRequests$$' -fuzztime $(FUZZTIME) ./internal/console/
 
 test: deps verify-generate vet unit fuzz vmtest
 

@@ -2,6 +2,7 @@ package console
 
 import (
 	"crypto/rand"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -207,17 +208,25 @@ func (c *Console) alert(w http.ResponseWriter, r *http.Request, s session) error
 	if err != nil {
 		return err
 	}
-	v := alertView{Alert: a, Tree: processTree(a.Process), Changes: changes, Scopes: store.SuppressScopes, Flash: r.URL.Query().Get("done")}
+	v := alertView{Alert: a, Tree: processTree(a.Process), Changes: changes, Scopes: store.SuppressScopes}
+	if done := r.URL.Query().Get("done"); slices.Contains(doneWords, done) {
+		v.Flash = done
+	}
 	if a.IncidentID != "" {
-		inc, err := c.cfg.Store.GetIncident(r.Context(), a.IncidentID)
-		if err == nil {
-			inc.Alerts = nil
+		inc, err := c.cfg.Store.IncidentSummary(r.Context(), a.IncidentID)
+		switch {
+		case err == nil:
 			v.Incident = &inc
+		case !errors.Is(err, store.ErrNotFound):
+			return err
 		}
 	}
 	c.render(w, r, http.StatusOK, "alert", &s, v)
 	return nil
 }
+
+// doneWords are what an action's redirect may report as done.
+var doneWords = []string{event.StatusDismissed, event.StatusResolved, event.StatusActive, "suppressed"}
 
 // maxTreeDepth is the deepest indentation the stylesheet has.
 const maxTreeDepth = 12

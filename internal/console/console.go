@@ -27,6 +27,7 @@ type Store interface {
 	CreateException(ctx context.Context, clusterID string, x detect.Exception, actor string) error
 	ListIncidents(ctx context.Context, cluster string, limit int) ([]store.Incident, error)
 	GetIncident(ctx context.Context, id string) (store.Incident, error)
+	IncidentSummary(ctx context.Context, id string) (store.Incident, error)
 	ListInventory(ctx context.Context, cluster, kind string) ([]store.InventoryRow, error)
 }
 
@@ -99,11 +100,11 @@ func (c *Console) routes() {
 	c.mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, files)))
 	c.mux.HandleFunc("GET /login", c.loginPage)
 	c.mux.HandleFunc("POST /login", c.login)
-	c.mux.HandleFunc("POST /logout", c.logout)
 	c.mux.HandleFunc("GET /{$}", c.home)
 	page := func(pattern string, fn func(http.ResponseWriter, *http.Request, session) error) {
 		c.mux.Handle(pattern, c.signedIn(fn))
 	}
+	page("POST /logout", c.logout)
 	page("GET /alerts", c.alerts)
 	page("GET /alerts/{id}", c.alert)
 	page("POST /alerts/{id}/status", c.setStatus)
@@ -114,7 +115,11 @@ func (c *Console) routes() {
 	page("GET /inventory", c.inventory)
 	page("GET /clusters", c.clusters)
 	c.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		c.fail(w, r, nil, errNotFound)
+		var user *session
+		if s, err := c.session(r); err == nil {
+			user = &s
+		}
+		c.fail(w, r, user, errNotFound)
 	})
 }
 

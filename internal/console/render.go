@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,6 +74,7 @@ var funcs = template.FuncMap{
 	"labels":   sortedKV[string],
 	"inc":      func(i int) int { return i + 1 },
 	"list":     func(s ...string) []string { return s },
+	"pathesc":  url.PathEscape,
 }
 
 func fmtTime(t time.Time) string {

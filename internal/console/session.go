@@ -99,6 +99,12 @@ func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	// A sign-in form posted from another site would sign the victim in
+	// as the attacker's token: refuse it.
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r) {
+		c.fail(w, r, nil, &pageError{http.StatusForbidden, "Sign in from this console's own page."})
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 	token := strings.TrimSpace(r.PostFormValue("token"))
 	next := safeNext(r.PostFormValue("next"))
@@ -129,15 +135,26 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
+func (c *Console) logout(w http.ResponseWriter, r *http.Request, _ session) error {
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: "", Path: "/", MaxAge: -1,
 		HttpOnly: true, Secure: c.cfg.Secure, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
+	return nil
 }
 
-// safeNext keeps a post-sign-in redirect on this console: a local path, or
-// the alerts page.
+// sameOrigin reports whether an Origin header names the host r was sent to.
+func sameOrigin(origin string, r *http.Request) bool {
+	u, err := url.Parse(origin)
+	return err == nil && u.Host == r.Host
+}
+
+// safeNext keeps a post-sign-in redirect on this console: a local path
+// (no control characters or backslashes, which browsers drop or turn into
+// slashes), or the alerts page.
 func safeNext(next string) string {
+	if strings.IndexFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) >= 0 {
+		return "/alerts"
+	}
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") ||
 		strings.HasPrefix(next, "/login") {
 		return "/alerts"

@@ -92,14 +92,23 @@ func (s *Store) ListIncidents(ctx context.Context, cluster string, limit int) ([
 	return out, nil
 }
 
-// GetIncident returns an incident with its timeline.
-func (s *Store) GetIncident(ctx context.Context, id string) (Incident, error) {
+// IncidentSummary returns an incident without its timeline (Alerts nil).
+func (s *Store) IncidentSummary(ctx context.Context, id string) (Incident, error) {
 	in, err := scanIncident(s.r.QueryRowContext(ctx, s.d.q(incidentSelect+" WHERE id = ?"), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Incident{}, fmt.Errorf("incident %q: %w", clip(id), ErrNotFound)
 	}
 	if err != nil {
 		return Incident{}, fmt.Errorf("get incident: %w", err)
+	}
+	return in, nil
+}
+
+// GetIncident returns an incident with its timeline.
+func (s *Store) GetIncident(ctx context.Context, id string) (Incident, error) {
+	in, err := s.IncidentSummary(ctx, id)
+	if err != nil {
+		return Incident{}, err
 	}
 	rows, err := s.r.QueryContext(ctx, s.d.q(alertSelect+" WHERE incident_id = ? ORDER BY first_seen, id LIMIT ?"), id, MaxTimeline)
 	if err != nil {

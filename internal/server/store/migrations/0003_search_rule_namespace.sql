@@ -10,7 +10,7 @@ CREATE TABLE alert_texts (
     text TEXT NOT NULL
 );
 ALTER TABLE alerts ADD COLUMN text_id BIGINT NOT NULL DEFAULT 0;
-CREATE INDEX alerts_text ON alerts (text_id, last_seen, id, severity, status);
+CREATE INDEX alerts_text ON alerts (text_id, last_seen, id);
 
 -- A rule within a namespace is how an analyst narrows a noisy rule.
-CREATE INDEX alerts_rule_namespace ON alerts (rule, namespace, last_seen, id, severity, status);
+CREATE INDEX alerts_rule_namespace ON alerts (rule, namespace, last_seen, id);

@@ -60,7 +60,7 @@ func newBrowserSite(t *testing.T) *browserSite {
 	site.miner = alerts[2].ID
 	b := &ship.Batch{BatchID: "b-story", Node: "node-1", Alerts: alerts,
 		Health: []ship.Health{
-			{Node: "node-1", Component: "sensor", State: "installed", At: now, Health: &event.Health{Mode: "ebpf", EventsTotal: 91234}},
+			{Node: "node-1", Component: "sensor", State: "installed", At: now, Health: &event.Health{Mode: "ebpf", EventsTotal: 91234, DroppedTotal: 17}},
 			{Node: "node-2", Component: "sensor", State: "failed", Reason: "BTF not found at /sys/kernel/btf/vmlinux", At: now},
 		},
 		Inventory: []ship.InventoryItem{
@@ -357,7 +357,7 @@ func TestBrowserReaderAndAdmin(t *testing.T) {
 		{"/incidents", "#incident-table", "05-incidents", []string{"Web server spawned a shell on container web of pod shop/web-7d9f4", "prod"}},
 		{"/recommendations", "main", "07-recommendations", []string{"Recommendations"}},
 		{"/inventory", "#inventory-table", "08-inventory", []string{"node-3", "Deployment/shop/web", "registry.example.com/shop/web:1.4", "kernel=6.12.0"}},
-		{"/clusters", ".cluster", "09-clusters", []string{"prod", "connected", "installed", "failed", "BTF not found", "without"}},
+		{"/clusters", ".cluster", "09-clusters", []string{"prod", "connected", "installed", "failed", "BTF not found", "without", "dropped 17 events"}},
 	} {
 		run(t, ctx, "open "+p.path, chromedp.Navigate(site.url+p.path), chromedp.WaitVisible(p.wait, chromedp.ByQuery))
 		screenshot(t, ctx, p.name, p.want...)

@@ -273,7 +273,12 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 		}
 	}
 	key := aggKey{rule: r.ID, scope: a.ContainerID, exe: procExe(a.Process) + "\x00" + basename(first(argsOf(a.Process)))}
-	if key.scope == "" {
+	switch {
+	case v.e.Audit != nil:
+		// One user doing the same to one object again: one alert.
+		ref := v.ref()
+		key.scope, key.exe = "user:"+v.audit().User.Username, ref.Resource+"/"+ref.Subresource+"/"+ref.Namespace+"/"+ref.Name
+	case key.scope == "":
 		key.scope = "node:" + a.Node
 	}
 	if agg, ok := e.aggs[key]; ok && at.Sub(agg.alert.LastSeen) <= e.cfg.AggregateWindow && action == "" {
@@ -350,8 +355,11 @@ func (e *Engine) newAlert(r *compiled, v *view, at time.Time) *event.Alert {
 		Remediation: strings.TrimSpace(r.Remediation),
 		Tags:        r.Tags,
 	}
-	if a.Node == "" {
+	if a.Node == "" && ev.Audit == nil {
 		a.Node = e.cfg.Node
+	}
+	if au := ev.Audit; au != nil {
+		attributeAudit(a, au)
 	}
 	if c := ev.Container; c != nil {
 		a.ContainerID, a.Container, a.Image = c.ID, c.Name, c.Image
@@ -368,6 +376,29 @@ func (e *Engine) newAlert(r *compiled, v *view, at time.Time) *event.Alert {
 		}
 	}
 	return a
+}
+
+// attributeAudit names the user and the object of a control-plane alert:
+// its namespace, and the pod or workload it is about.
+func attributeAudit(a *event.Alert, au *event.Audit) {
+	a.User = &event.User{Name: au.User.Username, Groups: au.User.Groups}
+	ref := au.ObjectRef
+	if ref == nil {
+		return
+	}
+	a.Namespace = ref.Namespace
+	switch ref.Resource {
+	case "pods":
+		a.Pod = ref.Name
+	case "deployments", "daemonsets", "statefulsets", "replicasets", "jobs", "cronjobs":
+		a.Workload = workloadKinds[ref.Resource] + "/" + ref.Namespace + "/" + ref.Name
+	}
+}
+
+// workloadKinds maps workload resources to their kinds.
+var workloadKinds = map[string]string{
+	"deployments": "Deployment", "daemonsets": "DaemonSet", "statefulsets": "StatefulSet",
+	"replicasets": "ReplicaSet", "jobs": "Job", "cronjobs": "CronJob",
 }
 
 func sourceOf(id string) string {

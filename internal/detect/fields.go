@@ -2,12 +2,14 @@ package detect
 
 import (
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
 
 	"github.com/google/cel-go/cel"
 
+	"github.com/vigil-sec/vigil/internal/audit"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -53,7 +55,10 @@ type field struct {
 
 // fields is the vocabulary of rule conditions, in the order `vigil rules
 // fields` prints it. Names are stable: they are part of the rule language.
-var fields = []*field{
+var fields = slices.Concat(sensorFields, auditFields)
+
+// sensorFields are the fields of the node sensor's events.
+var sensorFields = []*field{
 	{name: "kind", typ: tString, doc: "event kind, e.g. process.exec", str: func(v *view) string { return string(v.e.Kind) }},
 	{name: "node", typ: tString, doc: "node name", str: func(v *view) string { return v.e.Node }},
 
@@ -205,12 +210,15 @@ type view struct {
 	zeroNet         event.Network
 	zeroFile        event.File
 	zeroSys         event.Syscall
+
+	object *audit.Object // k8s.audit: the decoded object
+	objOK  bool
 }
 
 // reset points v at e and forgets the previous event's derived values.
 func (v *view) reset(e *event.Event) {
 	v.e = e
-	v.cmdOK, v.pcmdOK, v.namesOK, v.exesOK = false, false, false, false
+	v.cmdOK, v.pcmdOK, v.namesOK, v.exesOK, v.objOK = false, false, false, false, false
 }
 
 func (v *view) proc() *event.Process {

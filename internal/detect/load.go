@@ -436,7 +436,7 @@ func (c *compiler) compileRule(r Rule) (*compiled, error) {
 var eventKinds = []event.Kind{
 	event.ProcessExec, event.ProcessExit, event.NetworkConnect, event.NetworkListen, event.FileOpen,
 	event.FileWrite, event.FileChmod, event.KernelModule, event.NamespaceChange, event.Ptrace,
-	event.MemfdCreate, event.MemfdExec, event.SensorHealth,
+	event.MemfdCreate, event.MemfdExec, event.SensorHealth, event.K8sAudit,
 }
 
 func knownKind(k event.Kind) bool { return slices.Contains(eventKinds, k) }

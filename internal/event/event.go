@@ -23,6 +23,9 @@ const (
 	SensorHealth    Kind = "sensor.health"
 )
 
+// K8sAudit is a Kubernetes API server audit event (Audit set).
+const K8sAudit Kind = "k8s.audit"
+
 // Event is one thing that happened on a node. Exactly the sub-objects that
 // make sense for its Kind are set; host processes have no Container.
 type Event struct {
@@ -38,6 +41,7 @@ type Event struct {
 	Ptrace    *PtraceReq `json:"ptrace,omitempty"`
 	Syscall   *Syscall   `json:"syscall,omitempty"`
 	Health    *Health    `json:"health,omitempty"`
+	Audit     *Audit     `json:"audit,omitempty"`
 }
 
 // Process describes the process an event is about, with its parent and

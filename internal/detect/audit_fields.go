@@ -74,7 +74,9 @@ var auditFields = []*field{
 	{name: "ka.pod.host_network", typ: tBool, doc: "hostNetwork", flag: func(v *view) bool { return v.pod().HostNetwork }},
 	{name: "ka.pod.host_paths", typ: tList, doc: "hostPath volume paths", list: func(v *view) []string { return v.pod().HostPaths }},
 	{name: "ka.pod.host_ports", typ: tList, doc: "host ports of the containers",
-		list: func(v *view) []string { return v.containerList(func(c *audit.Container) []string { return c.HostPorts }) }},
+		list: func(v *view) []string {
+			return v.containerList(func(c *audit.Container) []string { return c.HostPorts })
+		}},
 	{name: "ka.pod.images", typ: tList, doc: "images of every container (init and ephemeral too)",
 		list: func(v *view) []string {
 			return v.containerList(func(c *audit.Container) []string { return []string{c.Image} })

@@ -411,6 +411,9 @@ func sourceOf(id string) string {
 // group is the unit stateful rules count in: the container, or on the
 // host the process tree (its oldest ancestor below init and the runtime).
 func group(v *view, by string) string {
+	if by == "user" || v.e.Audit != nil {
+		return "user:" + v.audit().User.Username // control-plane events: per identity
+	}
 	if by != "process_tree" {
 		if id := v.ctr().ID; id != "" {
 			return id

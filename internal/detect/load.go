@@ -373,8 +373,8 @@ func (c *compiler) compileRule(r Rule) (*compiled, error) {
 		cr.evidence = append(cr.evidence, f)
 	}
 	if s := r.Sequence; s != nil {
-		if s.By != "" && s.By != "container" && s.By != "process_tree" {
-			bad("sequence.by %q: want container or process_tree", s.By)
+		if s.By != "" && s.By != "container" && s.By != "process_tree" && s.By != "user" {
+			bad("sequence.by %q: want container, process_tree or user (k8s.audit)", s.By)
 		}
 		if s.Within <= 0 {
 			bad("sequence.within is required")
@@ -404,8 +404,8 @@ func (c *compiler) compileRule(r Rule) (*compiled, error) {
 		}
 	}
 	if b := r.Burst; b != nil {
-		if b.By != "" && b.By != "container" && b.By != "process_tree" {
-			bad("burst.by %q: want container or process_tree", b.By)
+		if b.By != "" && b.By != "container" && b.By != "process_tree" && b.By != "user" {
+			bad("burst.by %q: want container, process_tree or user (k8s.audit)", b.By)
 		}
 		if b.Within <= 0 || b.Count < 2 {
 			bad("burst needs within and a count of at least 2")

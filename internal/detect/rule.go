@@ -70,7 +70,7 @@ type Rule struct {
 // host process tree), within Within. The rule's Condition, if any, applies
 // to every step; each step adds its own.
 type Sequence struct {
-	By     string   `yaml:"by"` // container (default) or process_tree
+	By     string   `yaml:"by"` // container (default), process_tree, or user (k8s.audit events always group by user)
 	Within Duration `yaml:"within"`
 	Steps  []Step   `yaml:"steps"`
 }

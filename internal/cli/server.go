@@ -21,6 +21,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/console"
 	"github.com/vigil-sec/vigil/internal/server/api"
+	"github.com/vigil-sec/vigil/internal/server/controlplane"
 	"github.com/vigil-sec/vigil/internal/server/export"
 	"github.com/vigil-sec/vigil/internal/server/store"
 )
@@ -35,11 +36,12 @@ type serverFlags struct {
 	exports   string
 	logLevel  string
 	adminFile string
+	rules     ruleFlags // the control-plane rules (`vigil up` shares the sensor's)
 }
 
 func (f *serverFlags) register(cmd *cobra.Command, defaultDB bool) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.addr, "addr", "127.0.0.1:7777", "address to serve the API (and later the console) on")
+	fl.StringVar(&f.addr, "addr", "127.0.0.1:7777", "address to serve the API, the console and the audit webhook (/api/v1/audit) on")
 	if defaultDB {
 		fl.StringVar(&f.db, "db", "", "database: sqlite:///path/vigil.db (default: DATA/vigil.db) or postgres://user@host/db")
 	} else {
@@ -84,6 +86,7 @@ server creates an admin token and writes it to DATA/admin.token (0600).`,
 		},
 	}
 	f.register(cmd, false)
+	f.rules.register(cmd)
 	return cmd
 }
 
@@ -127,7 +130,13 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 		st.Close()
 		return nil, err
 	}
-	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit, Exports: func() any { return disp.Health() }})
+	rules, err := f.rules.load(false)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("control-plane rules: %w", err)
+	}
+	cp := controlplane.New(controlplane.Config{Rules: rules, Store: st, Log: log, Alerts: disp.Submit})
+	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit, Audit: cp, Exports: func() any { return disp.Health() }})
 	ui, err := console.New(console.Config{Store: st, Log: log, Secure: f.tlsCert != ""})
 	if err != nil {
 		st.Close()
@@ -153,6 +162,8 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 	ctx, cancel := context.WithCancel(ctx)
 	dispDone := make(chan struct{})
 	go func() { defer close(dispDone); _ = disp.Run(ctx) }()
+	cpDone := make(chan struct{})
+	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
 	go func() {
 		var err error
 		if f.tlsCert != "" {
@@ -165,6 +176,7 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 		}
 		cancel()
 		<-dispDone
+		<-cpDone
 		if cerr := st.Close(); err == nil {
 			err = cerr
 		}

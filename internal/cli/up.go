@@ -42,6 +42,7 @@ the CLI's client commands (vigil alerts list, ...) find it there.`,
 			}
 			ctx, cancel := context.WithCancel(cmd.Context())
 			defer cancel()
+			f.rules = rf
 			srv, err := startServer(ctx, f, log)
 			if err != nil {
 				return err

@@ -50,6 +50,9 @@ type Config struct {
 	Alerts func(event.Alert)
 	// Exports reports the export outputs' health (no secrets); nil: none.
 	Exports func() any
+	// Audit runs audit webhook batches through the control-plane rules;
+	// nil turns POST /api/v1/audit off.
+	Audit AuditHandler
 	// Registerer receives the API's metrics; nil means none.
 	Registerer prometheus.Registerer
 	Now        func() time.Time
@@ -116,6 +119,7 @@ func (s *Server) routes() {
 	h("GET /api/v1/exports", admin, s.listExports)
 	h("GET /api/v1/exceptions", append([]store.Role{store.RoleAdmin}, cluster...), s.listExceptions)
 	h("POST /api/v1/ingest", cluster, s.ingest)
+	h("POST /api/v1/audit", cluster, s.audit)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/vigil-sec/vigil/internal/server/controlplane"
 	"github.com/vigil-sec/vigil/internal/server/store"
 	"github.com/vigil-sec/vigil/internal/ship"
 )
@@ -17,6 +18,7 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	batches  *prometheus.CounterVec
 	alerts   *prometheus.CounterVec
+	audit    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +28,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"route"}),
 		batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_ingest_batches_total", Help: "Ingested batches, by whether they were duplicates of stored ones."}, []string{"duplicate"}),
 		alerts:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_ingest_alerts_total", Help: "Alerts received in ingested batches, by severity."}, []string{"severity"}),
+		audit: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "vigil_audit_events_total",
+			Help: "Audit events received, by outcome: accepted, truncated (objects dropped, over the size limit), malformed, missing (required fields absent)."}, []string{"outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.batches, m.alerts)
+		reg.MustRegister(m.requests, m.latency, m.batches, m.alerts, m.audit)
 	}
 	return m
 }
@@ -46,6 +50,13 @@ func (m *metrics) ingested(res store.IngestResult, b *ship.Batch) {
 	for _, a := range b.Alerts {
 		m.alerts.WithLabelValues(string(a.Severity)).Inc()
 	}
+}
+
+func (m *metrics) audited(res controlplane.Result) {
+	m.audit.WithLabelValues("accepted").Add(float64(res.Events))
+	m.audit.WithLabelValues("truncated").Add(float64(res.Truncated))
+	m.audit.WithLabelValues("malformed").Add(float64(res.Malformed))
+	m.audit.WithLabelValues("missing").Add(float64(res.Missing))
 }
 
 func isTooLarge(err error) bool {

@@ -65,6 +65,22 @@ func DecodeBatch(body []byte) ([]event.Audit, Stats, error) {
 	if len(body) == 0 {
 		return nil, st, ErrNotAudit
 	}
+	// The common case, a well-formed EventList, in one pass.
+	if body[0] == '{' {
+		var list struct {
+			Kind  string        `json:"kind"`
+			Items []event.Audit `json:"items"`
+		}
+		if err := json.Unmarshal(body, &list); err == nil && list.Kind == "EventList" {
+			out := list.Items[:0]
+			for _, a := range list.Items {
+				if check(&a, len(a.RequestObject)+len(a.ResponseObject), &st) {
+					out = append(out, a)
+				}
+			}
+			return out, st, nil
+		}
+	}
 	var items []json.RawMessage
 	switch body[0] {
 	case '[':
@@ -106,11 +122,17 @@ func decodeOne(raw []byte, st *Stats) (event.Audit, bool) {
 		st.Malformed++
 		return a, false
 	}
+	return a, check(&a, len(raw), st)
+}
+
+// check counts a decoded event of size bytes: false when it lacks a
+// required field; over MaxEventBytes it loses its objects.
+func check(a *event.Audit, size int, st *Stats) bool {
 	if a.AuditID == "" || a.Verb == "" || a.Stage == "" || a.User.Username == "" {
 		st.Missing++
-		return a, false
+		return false
 	}
-	if len(raw) > MaxEventBytes {
+	if size > MaxEventBytes {
 		a.RequestObject, a.ResponseObject = nil, nil
 		if a.Annotations == nil {
 			a.Annotations = map[string]string{}
@@ -119,7 +141,7 @@ func decodeOne(raw []byte, st *Stats) (event.Audit, bool) {
 		st.Truncated++
 	}
 	st.Events++
-	return a, true
+	return true
 }
 
 // TruncatedAnnotation marks an event whose objects Vigil dropped.

@@ -88,7 +88,7 @@ func systemRead(r *rand.Rand, i int) map[string]any {
 		name = fmt.Sprintf("%s-%d", res, i%50)
 	}
 	return map[string]any{"level": "Metadata", "verb": verb, "requestURI": "/api/v1/namespaces/" + ns + "/" + res,
-		"user": map[string]any{"username": user, "groups": []string{"system:authenticated"}},
+		"user":      map[string]any{"username": user, "groups": []string{"system:authenticated"}},
 		"sourceIPs": []string{"10.0.0.1"}, "userAgent": "kube-controller-manager/v1.36.3 (linux/amd64) kubernetes/abc",
 		"objectRef": ref(res, ns, name, ""), "responseStatus": map[string]any{"code": 200},
 		"annotations": map[string]any{"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}}
@@ -97,7 +97,7 @@ func systemRead(r *rand.Rand, i int) map[string]any {
 func controlPlaneUpdate(r *rand.Rand, i int) map[string]any {
 	user := systemUsers[r.Intn(3)]
 	return map[string]any{"level": "Metadata", "verb": "update", "requestURI": "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager",
-		"user": map[string]any{"username": user, "groups": []string{"system:authenticated"}},
+		"user":      map[string]any{"username": user, "groups": []string{"system:authenticated"}},
 		"sourceIPs": []string{"10.0.0.1"}, "userAgent": "kube-controller-manager/v1.36.3",
 		"objectRef": ref("leases", "kube-system", "kube-controller-manager", "coordination.k8s.io"), "responseStatus": map[string]any{"code": 200}}
 }

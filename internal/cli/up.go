@@ -53,7 +53,8 @@ the CLI's client commands (vigil alerts list, ...) find it there.`,
 				_ = srv.wait()
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Vigil is up.\n  console:     %s/ (sign in with the admin token)\n  API:         %s/api/v1/alerts\n  admin token: %s\n  try:         vigil alerts list\n", srv.url, srv.url, srv.token)
+			fmt.Fprintf(cmd.OutOrStdout(), "Vigil is up.\n  console:     %s/ (sign in with the admin token)\n  API:         %s/api/v1/alerts\n  audit hook:  %s/api/v1/audit (bearer token: %s)\n  admin token: %s\n  try:         vigil alerts list\n",
+				srv.url, srv.url, srv.url, filepath.Join(f.data, "cluster.credential"), srv.token)
 			sensorDone := make(chan error, 1)
 			switch {
 			case noSensor:

@@ -122,6 +122,34 @@ func TestUpSensorToServerToCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"status": "dismissed"`) || !strings.Contains(out, "test binary") {
 		t.Fatalf("after dismiss: %v %s", err, out)
 	}
+
+	// The audit webhook receiver: the local cluster's credential posts an
+	// EventList as kube-apiserver does, and the control-plane alert is
+	// there when the answer comes.
+	cred, err := os.ReadFile(filepath.Join(dir, "cluster.credential"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{"kind":"Event","level":"RequestResponse","auditID":"u1",
+		"stage":"ResponseComplete","verb":"create","requestURI":"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+		"user":{"username":"alice"},"objectRef":{"resource":"clusterrolebindings","name":"backdoor","apiGroup":"rbac.authorization.k8s.io"},
+		"responseStatus":{"code":201},"requestObject":{"kind":"ClusterRoleBinding","roleRef":{"kind":"ClusterRole","name":"cluster-admin"},
+		"subjects":[{"kind":"User","name":"alice"}]}}]}`
+	req, _ = http.NewRequest("POST", server+"/api/v1/audit", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(cred)))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(ack), `"alerts":1`) {
+		t.Fatalf("audit webhook: %s %s", resp.Status, ack)
+	}
+	out, err = run(t, "alerts", "list", "--server", server, "--token", admin, "--rule", "audit.cluster-admin-binding", "-o", "json")
+	if err != nil || !strings.Contains(out, `"name": "alice"`) || !strings.Contains(out, `"cluster": "local"`) {
+		t.Fatalf("control-plane alert: %v %s", err, out)
+	}
 }
 
 // consoleShows signs in to the console with token and reads path until

@@ -366,6 +366,6 @@ func clusterCmd() *cobra.Command {
 		},
 	}
 	list.register(listCmd)
-	cmd.AddCommand(addCmd, listCmd)
+	cmd.AddCommand(addCmd, listCmd, clusterCertCmd())
 	return cmd
 }

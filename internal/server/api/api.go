@@ -144,13 +144,21 @@ func (s *Server) authed(route string, roles []store.Role, fn func(http.ResponseW
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		defer func() { s.metrics.observe(route, rec.status, time.Since(start)) }()
+		var p store.Principal
 		secret, ok := bearer(r)
 		if !ok {
-			rec.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
-			writeError(rec, http.StatusUnauthorized, "missing bearer token")
-			return
+			cp, certOK := s.certPrincipal(r)
+			if !certOK {
+				rec.Header().Set("WWW-Authenticate", `Bearer realm="vigil"`)
+				writeError(rec, http.StatusUnauthorized, "missing bearer token (or cluster client certificate)")
+				return
+			}
+			p, secret = cp, ""
 		}
-		p, err := s.cfg.Store.Authenticate(r.Context(), secret)
+		var err error
+		if secret != "" {
+			p, err = s.cfg.Store.Authenticate(r.Context(), secret)
+		}
 		if err != nil {
 			if errors.Is(err, store.ErrUnauthorized) {
 				rec.Header().Set("WWW-Authenticate", `Bearer realm="vigil", error="invalid_token"`)

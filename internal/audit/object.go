@@ -27,6 +27,9 @@ type Object struct {
 	CSRSigner   string            `json:"-"`
 	CSRUser     string            `json:"-"`
 	Data        map[string]string `json:"-"` // a ConfigMap's keys (values dropped)
+	// Owner is the controlling owner reference, Kind/name (same
+	// namespace), e.g. ReplicaSet/web-7d9f4.
+	Owner string `json:"-"`
 }
 
 // PodSpec is the security-relevant part of a pod spec.
@@ -67,10 +70,15 @@ type Service struct {
 type wire struct {
 	Kind     string `json:"kind"`
 	Metadata struct {
-		Name        string            `json:"name"`
-		Namespace   string            `json:"namespace"`
-		Labels      map[string]string `json:"labels"`
-		Annotations map[string]string `json:"annotations"`
+		Name            string            `json:"name"`
+		Namespace       string            `json:"namespace"`
+		Labels          map[string]string `json:"labels"`
+		Annotations     map[string]string `json:"annotations"`
+		OwnerReferences []struct {
+			Kind       string `json:"kind"`
+			Name       string `json:"name"`
+			Controller bool   `json:"controller"`
+		} `json:"ownerReferences"`
 	} `json:"metadata"`
 	Spec struct {
 		podSpecWire
@@ -162,6 +170,11 @@ func ObjectOf(a *event.Audit) *Object {
 	}
 	o := &Object{Kind: w.Kind, Name: w.Metadata.Name, Namespace: w.Metadata.Namespace,
 		Labels: w.Metadata.Labels, Annotations: w.Metadata.Annotations}
+	for _, ref := range w.Metadata.OwnerReferences {
+		if ref.Controller {
+			o.Owner = ref.Kind + "/" + ref.Name
+		}
+	}
 	spec := &w.Spec.podSpecWire
 	switch {
 	case w.Spec.Template != nil:

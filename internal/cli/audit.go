@@ -53,12 +53,14 @@ skipped.`,
 				byID[a.ID] = &c
 			}})
 			var total audit.Stats
+			lineage := audit.NewLineage()
 			for _, path := range args {
 				f, err := audit.Open(path)
 				if err != nil {
 					return err
 				}
 				st, _, err := audit.ReadLines(f, true, func(a *event.Audit) error {
+					a.Origin = lineage.Observe(a)
 					eng.Process(audit.Event(a))
 					return nil
 				})

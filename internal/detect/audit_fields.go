@@ -56,6 +56,22 @@ var auditFields = []*field{
 	{name: "ka.exec.container", typ: tString, doc: "container an exec, attach or log request names",
 		str: func(v *view) string { return audit.ExecContainer(v.audit()) }},
 
+	{name: "ka.origin.workload", typ: tString, doc: "for a controller's request on a workload's behalf (a ReplicaSet's pods): the workload at the top, Kind/namespace/name; empty otherwise",
+		str: func(v *view) string {
+			if o := v.audit().Origin; o != nil {
+				return o.Workload
+			}
+			return ""
+		}},
+	{name: "ka.origin.user", typ: tString, doc: "who last created or changed that workload (empty if unknown)",
+		str: func(v *view) string {
+			if o := v.audit().Origin; o != nil {
+				return o.User.Username
+			}
+			return ""
+		}},
+	{name: "ka.obj.owner", typ: tString, doc: "the object's controlling owner, Kind/name (e.g. ReplicaSet/web-7d9f4)",
+		str: func(v *view) string { return v.obj().Owner }},
 	{name: "ka.obj.kind", typ: tString, doc: "kind of the request's object (the response's for patches), e.g. Pod, Deployment",
 		str: func(v *view) string { return v.obj().Kind }},
 	{name: "ka.obj.labels", typ: tMap, doc: "the object's labels", dict: func(v *view) map[string]string { return v.obj().Labels }},

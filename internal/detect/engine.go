@@ -275,9 +275,14 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 	key := aggKey{rule: r.ID, scope: a.ContainerID, exe: procExe(a.Process) + "\x00" + basename(first(argsOf(a.Process)))}
 	switch {
 	case v.e.Audit != nil:
-		// One user doing the same to one object again: one alert.
+		// One user doing the same to one object again: one alert. A
+		// workload and the pods its controllers make for it are one
+		// object: one rollout, one alert.
 		ref := v.ref()
-		key.scope, key.exe = "user:"+v.audit().User.Username, ref.Resource+"/"+ref.Subresource+"/"+ref.Namespace+"/"+ref.Name
+		key.scope, key.exe = "user:"+a.User.Name, ref.Resource+"/"+ref.Subresource+"/"+ref.Namespace+"/"+ref.Name
+		if a.Workload != "" {
+			key.exe = "workload:" + a.Workload
+		}
 	case key.scope == "":
 		key.scope = "node:" + a.Node
 	}
@@ -392,6 +397,14 @@ func attributeAudit(a *event.Alert, au *event.Audit) {
 		a.Pod = ref.Name
 	case "deployments", "daemonsets", "statefulsets", "replicasets", "jobs", "cronjobs":
 		a.Workload = workloadKinds[ref.Resource] + "/" + ref.Namespace + "/" + ref.Name
+	}
+	if o := au.Origin; o != nil {
+		// A controller acted for a workload: the alert is the workload's,
+		// and the person's who last wrote it, when known.
+		a.Workload = o.Workload
+		if o.User.Username != "" {
+			a.User = &event.User{Name: o.User.Username, Groups: o.User.Groups}
+		}
 	}
 }
 

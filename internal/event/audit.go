@@ -26,6 +26,16 @@ type Audit struct {
 	RequestReceivedTimestamp time.Time         `json:"requestReceivedTimestamp,omitzero"`
 	StageTimestamp           time.Time         `json:"stageTimestamp,omitzero"`
 	Annotations              map[string]string `json:"annotations,omitempty"`
+	// Origin is Vigil's, not the API server's: for a request a controller
+	// made on a workload's behalf (a ReplicaSet's pods), the workload at
+	// the top of the owner chain and who last wrote it.
+	Origin *AuditOrigin `json:"vigilOrigin,omitempty"`
+}
+
+// AuditOrigin is the workload and the person behind a controller's request.
+type AuditOrigin struct {
+	Workload string    `json:"workload"` // Kind/namespace/name, e.g. Deployment/shop/web
+	User     AuditUser `json:"user"`     // who last created or changed it (empty if unknown)
 }
 
 // AuditUser is the authenticated (or impersonated) identity of a request.

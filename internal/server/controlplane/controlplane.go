@@ -49,6 +49,7 @@ type Detector struct {
 
 type clusterEngine struct {
 	engine  *detect.Engine
+	lineage *audit.Lineage
 	mu      sync.Mutex // serialises batches of one cluster
 	pending []event.Alert
 	synced  time.Time // exceptions last read
@@ -83,7 +84,7 @@ func (d *Detector) engine(clusterID, clusterName string) *clusterEngine {
 	defer d.mu.Unlock()
 	ce := d.engines[clusterID]
 	if ce == nil {
-		ce = &clusterEngine{}
+		ce = &clusterEngine{lineage: audit.NewLineage()}
 		ce.engine = detect.New(detect.Config{Rules: d.cfg.Rules, Cluster: clusterName, Log: d.cfg.Log, Now: d.cfg.Now,
 			Emit: func(a *event.Alert) { ce.pending = append(ce.pending, *a) }})
 		d.engines[clusterID] = ce
@@ -113,6 +114,7 @@ func (d *Detector) Handle(ctx context.Context, clusterID, clusterName string, bo
 		ce.synced = now
 	}
 	for i := range events {
+		events[i].Origin = ce.lineage.Observe(&events[i])
 		ce.engine.Process(audit.Event(&events[i]))
 	}
 	alerts := ce.pending

@@ -15,6 +15,8 @@ var auditFields = []*field{
 		str: func(v *view) string { return v.audit().Stage }},
 	{name: "ka.uri", typ: tString, doc: "request URI, with its query", str: func(v *view) string { return v.audit().RequestURI }},
 	{name: "ka.user.name", typ: tString, doc: "authenticated user name", str: func(v *view) string { return v.audit().User.Username }},
+	{name: "ka.user.class", typ: tString, doc: "what the user is: control-plane, node, system-account (kube-system's service accounts), service-account, anonymous or user (people and anything else)",
+		str: func(v *view) string { return audit.Classify(v.audit().User) }},
 	{name: "ka.user.groups", typ: tList, doc: "authenticated user's groups", list: func(v *view) []string { return v.audit().User.Groups }},
 	{name: "ka.impuser.name", typ: tString, doc: "impersonated user name, empty without impersonation",
 		str: func(v *view) string {

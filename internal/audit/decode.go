@@ -128,6 +128,7 @@ func decodeOne(raw []byte, st *Stats) (event.Audit, bool) {
 // check counts a decoded event of size bytes: false when it lacks a
 // required field; over MaxEventBytes it loses its objects.
 func check(a *event.Audit, size int, st *Stats) bool {
+	a.Origin = nil // Vigil's to set, never the sender's
 	if a.AuditID == "" || a.Verb == "" || a.Stage == "" || a.User.Username == "" {
 		st.Missing++
 		return false
@@ -180,16 +181,16 @@ func ReadLines(r io.Reader, final bool, fn func(*event.Audit) error) (Stats, int
 				return st, offset, nil // a partial line is not consumed: a tail resumes at its start
 			}
 		}
-		offset, pending = offset+pending, 0
 		if tooLong {
 			st.TooLong++
 		} else if l := bytes.TrimSpace(line); len(l) > 0 {
 			if a, ok := decodeOne(l, &st); ok {
 				if err := fn(&a); err != nil {
-					return st, offset, err
+					return st, offset, err // the line is not consumed: a resume reads it again
 				}
 			}
 		}
+		offset, pending = offset+pending, 0
 		line, tooLong = line[:0], false
 		if err != nil {
 			return st, offset, nil

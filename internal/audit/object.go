@@ -278,33 +278,22 @@ func appendNew(list []string, vals ...string) []string {
 }
 
 // ExecCommand is the command of an exec request (pods/exec), from the
-// request URI's command parameters, joined by spaces.
+// request URI's command parameters, joined by spaces. The URI is decoded
+// as the API server decodes it (keys too: comm%61nd is command).
 func ExecCommand(a *event.Audit) string {
-	_, query, ok := strings.Cut(a.RequestURI, "?")
-	if !ok {
-		return ""
-	}
-	var parts []string
-	for _, kv := range strings.Split(query, "&") {
-		k, v, _ := strings.Cut(kv, "=")
-		if k != "command" {
-			continue
-		}
-		if u, err := url.QueryUnescape(v); err == nil {
-			parts = append(parts, u)
-		}
-	}
-	return strings.Join(parts, " ")
+	return strings.Join(execQuery(a)["command"], " ")
 }
 
 // ExecContainer is the container an exec, attach or log request names.
 func ExecContainer(a *event.Audit) string {
-	_, query, _ := strings.Cut(a.RequestURI, "?")
-	for _, kv := range strings.Split(query, "&") {
-		if k, v, _ := strings.Cut(kv, "="); k == "container" {
-			u, _ := url.QueryUnescape(v)
-			return u
-		}
+	return execQuery(a).Get("container")
+}
+
+func execQuery(a *event.Audit) url.Values {
+	_, query, ok := strings.Cut(a.RequestURI, "?")
+	if !ok {
+		return nil
 	}
-	return ""
+	v, _ := url.ParseQuery(query) // what parses is what the API server used
+	return v
 }

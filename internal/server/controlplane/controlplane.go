@@ -52,7 +52,35 @@ type clusterEngine struct {
 	lineage *audit.Lineage
 	mu      sync.Mutex // serialises batches of one cluster
 	pending []event.Alert
-	synced  time.Time // exceptions last read
+	synced  time.Time         // exceptions last read
+	seen    map[[16]byte]bool // digests of recent batches
+	order   [][16]byte
+}
+
+// maxSeen is how many batch digests a cluster remembers: the API server
+// retries a batch within seconds, not after a thousand others.
+const maxSeen = 1000
+
+// forget drops a digest: its batch failed and will come again.
+func (ce *clusterEngine) forget(sum [16]byte) {
+	delete(ce.seen, sum)
+}
+
+// remember records a batch digest; false when it was seen already.
+func (ce *clusterEngine) remember(sum [16]byte) bool {
+	if ce.seen[sum] {
+		return false
+	}
+	if ce.seen == nil {
+		ce.seen = map[[16]byte]bool{}
+	}
+	if len(ce.order) >= maxSeen {
+		delete(ce.seen, ce.order[0])
+		ce.order = ce.order[1:]
+	}
+	ce.seen[sum] = true
+	ce.order = append(ce.order, sum)
+	return true
 }
 
 // Result is what one batch held and raised.
@@ -113,6 +141,16 @@ func (d *Detector) Handle(ctx context.Context, clusterID, clusterName string, bo
 		ce.engine.SetExceptions(xs)
 		ce.synced = now
 	}
+	full := sha256.Sum256(body)
+	var sum [16]byte
+	copy(sum[:], full[:16])
+	if !ce.remember(sum) {
+		// A retry of a batch this server took: its events already went
+		// through the rules (and its alerts into the store, which also
+		// knows the batch id).
+		res.Duplicate = true
+		return res, nil
+	}
 	for i := range events {
 		events[i].Origin = ce.lineage.Observe(&events[i])
 		ce.engine.Process(audit.Event(&events[i]))
@@ -123,11 +161,13 @@ func (d *Detector) Handle(ctx context.Context, clusterID, clusterName string, bo
 	if len(alerts) == 0 {
 		return res, nil
 	}
-	sum := sha256.Sum256(body)
-	b := &ship.Batch{BatchID: "audit-" + hex.EncodeToString(sum[:16]), Alerts: alerts}
+	b := &ship.Batch{BatchID: "audit-" + hex.EncodeToString(sum[:]), Alerts: alerts}
 	r, err := d.cfg.Store.Ingest(ctx, clusterID, b, d.cfg.Now())
 	if err != nil {
-		ce.pending = append(alerts, ce.pending...) // kept for the retry
+		// Not acknowledged: the API server sends the batch again, and its
+		// alerts (kept) go with the retry's.
+		ce.pending = append(alerts, ce.pending...)
+		ce.forget(sum)
 		return res, err
 	}
 	res.Duplicate = r.Duplicate

@@ -115,6 +115,9 @@ var auditFields = []*field{
 	{name: "ka.svc.type", typ: tString, doc: "a Service's type: ClusterIP, NodePort, LoadBalancer, ExternalName",
 		str: func(v *view) string { return v.obj().Service.Type }},
 	{name: "ka.svc.ports", typ: tList, doc: "a Service's ports and node ports", list: func(v *view) []string { return v.obj().Service.Ports }},
+	{name: "ka.csr.username", typ: tString, doc: "the user a CertificateSigningRequest was made by (spec.username)", str: func(v *view) string { return v.obj().CSRUser }},
+	{name: "ka.obj.name", typ: tString, doc: "the object's name from its body (a create with generateName has no ka.target.name)",
+		str: func(v *view) string { return v.obj().Name }},
 	{name: "ka.csr.signer", typ: tString, doc: "a CertificateSigningRequest's signerName", str: func(v *view) string { return v.obj().CSRSigner }},
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/oklog/ulid/v2"
 
+	"github.com/vigil-sec/vigil/internal/audit"
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
@@ -278,10 +279,17 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 		// One user doing the same to one object again: one alert. A
 		// workload and the pods its controllers make for it are one
 		// object: one rollout, one alert.
+		// A burst is the user's, whatever object ended it; each exec
+		// command is its own.
 		ref := v.ref()
 		key.scope, key.exe = "user:"+a.User.Name, ref.Resource+"/"+ref.Subresource+"/"+ref.Namespace+"/"+ref.Name
-		if a.Workload != "" {
+		switch {
+		case r.Burst != nil:
+			key.exe = "burst"
+		case a.Workload != "":
 			key.exe = "workload:" + a.Workload
+		case ref.Subresource == "exec":
+			key.exe += "\x00" + audit.ExecCommand(v.audit())
 		}
 	case key.scope == "":
 		key.scope = "node:" + a.Node

@@ -154,3 +154,55 @@ func TestHandleRetriedBatch(t *testing.T) {
 		t.Fatalf("%d alerts after a retried batch, want 1", len(page.Alerts))
 	}
 }
+
+// TestRolloutWithBuiltinRules: with the built-in catalog, a privileged
+// Deployment by alice and everything its controllers make from it are one
+// audit.privileged-container alert, alice's, about the Deployment.
+func TestRolloutWithBuiltinRules(t *testing.T) {
+	rules, err := detect.Load(detect.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, _, err := st.CreateCluster(context.Background(), "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := New(Config{Rules: rules, Store: st})
+	ctx := context.Background()
+	events := []map[string]any{
+		write("d1", "alice", "deployments", "web", map[string]any{"kind": "Deployment",
+			"metadata": map[string]any{"name": "web", "namespace": "shop"},
+			"spec":     map[string]any{"template": map[string]any{"spec": privilegedSpec}}}),
+		write("d2", "system:serviceaccount:kube-system:deployment-controller", "replicasets", "web-5d8f", map[string]any{"kind": "ReplicaSet",
+			"metadata": map[string]any{"name": "web-5d8f", "namespace": "shop",
+				"ownerReferences": []any{map[string]any{"kind": "Deployment", "name": "web", "controller": true}}},
+			"spec": map[string]any{"template": map[string]any{"spec": privilegedSpec}}}),
+	}
+	for i := range 3 {
+		pod := fmt.Sprintf("web-5d8f-%d", i)
+		events = append(events, write(fmt.Sprintf("dp%d", i), "system:serviceaccount:kube-system:replicaset-controller", "pods", pod,
+			map[string]any{"kind": "Pod", "metadata": map[string]any{"name": pod, "namespace": "shop",
+				"ownerReferences": []any{map[string]any{"kind": "ReplicaSet", "name": "web-5d8f", "controller": true}}},
+				"spec": privilegedSpec}))
+	}
+	if _, err := d.Handle(ctx, c.ID, c.Name, body(t, events...)); err != nil {
+		t.Fatal(err)
+	}
+	d.flush(ctx)
+	page, err := st.ListAlerts(ctx, store.AlertFilter{Rule: "audit.privileged-container"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Alerts) != 1 {
+		t.Fatalf("%d privileged-container alerts, want 1: %+v", len(page.Alerts), page.Alerts)
+	}
+	a := page.Alerts[0]
+	if a.User == nil || a.User.Name != "alice" || a.Workload != "Deployment/shop/web" || a.Count != 5 {
+		t.Fatalf("alert user %+v, workload %q, count %d; want alice, Deployment/shop/web, 5", a.User, a.Workload, a.Count)
+	}
+}

@@ -18,7 +18,7 @@ func auditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Control-plane detection from Kubernetes audit logs",
 	}
-	cmd.AddCommand(auditReplayCmd())
+	cmd.AddCommand(auditReplayCmd(), auditEnableCmd())
 	return cmd
 }
 

@@ -1,0 +1,273 @@
+package controlplane_test
+
+import (
+	"context"
+	"encoding/pem"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/vigil-sec/vigil/deploy"
+	"github.com/vigil-sec/vigil/internal/detect"
+	"github.com/vigil-sec/vigil/internal/kubetest"
+	"github.com/vigil-sec/vigil/internal/server/api"
+	"github.com/vigil-sec/vigil/internal/server/controlplane"
+	"github.com/vigil-sec/vigil/internal/server/store"
+)
+
+// TestRealAPIServer runs a real kube-apiserver (and controller manager)
+// with Vigil's recommended audit policy and its webhook pointed at Vigil's
+// receiver, authenticated with the cluster's credential. Through client-go,
+// mallory performs attacks and dev performs the same kinds of operations
+// harmlessly; the test asserts exactly the expected alerts, each
+// attributed to mallory, none to dev, and measures how long after the
+// request each alert is stored.
+func TestRealAPIServer(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "v.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cl, credential, err := st.CreateCluster(ctx, "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := detect.Load(detect.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	det := controlplane.New(controlplane.Config{Rules: rules, Store: st})
+	recv := httptest.NewTLSServer(api.New(api.Config{Store: st, Audit: det}).Handler())
+	defer recv.Close()
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: recv.Certificate().Raw})
+
+	kc := kubetest.Start(t, kubetest.Options{
+		Users: []kubetest.User{
+			{Name: "mallory", Groups: []string{"system:masters"}}, // a stolen admin credential
+			{Name: "dev", Groups: []string{"developers"}},
+		},
+		AuditPolicy:  deploy.AuditPolicy,
+		AuditWebhook: &kubetest.AuditWebhook{URL: recv.URL + "/api/v1/audit", CAData: caPEM, Token: credential, BatchMaxWait: 200 * time.Millisecond},
+	})
+	kc.StartControllerManager()
+	admin, mallory, dev := kc.Clientset(kubetest.Admin), kc.Clientset("mallory"), kc.Clientset("dev")
+
+	// Setup as admin: namespaces, dev's rights in shop, a service account.
+	for _, ns := range []string{"shop", "vigil-alerttest"} {
+		must(t, "namespace "+ns)(admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}))
+	}
+	must(t, "dev's role binding")(admin.RbacV1().RoleBindings("shop").Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "developers-edit"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "edit"},
+		Subjects:   []rbacv1.Subject{{Kind: "Group", Name: "developers", APIGroup: "rbac.authorization.k8s.io"}},
+	}, metav1.CreateOptions{}))
+	must(t, "service account")(admin.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}))
+	must(t, "secret")(admin.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, StringData: map[string]string{"password": "x"}}, metav1.CreateOptions{}))
+
+	// dev: ordinary work, the benign twins of the attacks below.
+	must(t, "dev deployment")(dev.AppsV1().Deployments("shop").Create(ctx, deployment("web", false), metav1.CreateOptions{}))
+	must(t, "dev pod")(dev.CoreV1().Pods("shop").Create(ctx, pod("debug", nil), metav1.CreateOptions{}))
+	must(t, "dev lists pods")(dev.CoreV1().Pods("shop").List(ctx, metav1.ListOptions{}))
+	must(t, "dev reads a secret")(dev.CoreV1().Secrets("shop").Get(ctx, "db", metav1.GetOptions{}))
+	must(t, "dev configmap")(dev.CoreV1().ConfigMaps("shop").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "settings"}, Data: map[string]string{"a": "b"}}, metav1.CreateOptions{}))
+
+	// mallory: the attacks, each with the alert it must raise.
+	type attack struct {
+		rule string
+		at   time.Time
+	}
+	var attacks []attack
+	do := func(rule string, f func() error) {
+		t.Helper()
+		at := time.Now()
+		if err := f(); err != nil {
+			t.Fatalf("attack for %s: %v", rule, err)
+		}
+		attacks = append(attacks, attack{rule, at})
+	}
+	do("audit.cluster-admin-binding", func() error {
+		_, err := mallory.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "backup-operator"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "web", Namespace: "shop"}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.privileged-container", func() error {
+		_, err := mallory.AppsV1().Deployments("shop").Create(ctx, deployment("miner", true), metav1.CreateOptions{})
+		return err
+	})
+	do("audit.sensitive-host-mount", func() error {
+		_, err := mallory.CoreV1().Pods("shop").Create(ctx, pod("rootfs", []corev1.Volume{{Name: "host",
+			VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/"}}}}), metav1.CreateOptions{})
+		return err
+	})
+	do("audit.secrets-listed-cluster-wide", func() error {
+		_, err := mallory.CoreV1().Secrets("").List(ctx, metav1.ListOptions{})
+		return err
+	})
+	do("audit.token-request", func() error {
+		_, err := mallory.CoreV1().ServiceAccounts("shop").CreateToken(ctx, "web", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.events-deleted", func() error {
+		ev, err := admin.CoreV1().Events("shop").Create(ctx, &corev1.Event{ObjectMeta: metav1.ObjectMeta{Name: "evidence"},
+			InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: "shop", Name: "rootfs"}, Reason: "Started", Message: "m"}, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		return mallory.CoreV1().Events("shop").Delete(ctx, ev.Name, metav1.DeleteOptions{})
+	})
+	do("audit.privileged-impersonation", func() error {
+		cfg := rest.CopyConfig(kc.RESTConfig("mallory"))
+		cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:admin", Groups: []string{"system:masters"}}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		_, err = cs.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+		return err
+	})
+	do("audit.vigil-test-alert", func() error {
+		_, err := mallory.CoreV1().Pods("vigil-alerttest").List(ctx, metav1.ListOptions{})
+		return err
+	})
+
+	// Wait for every expected alert, timing each from its request.
+	want := map[string]bool{}
+	for _, a := range attacks {
+		want[a.rule] = true
+	}
+	var alerts []store.Alert
+	deadline := time.Now().Add(20 * time.Second)
+	seen := map[string]time.Time{}
+	for len(seen) < len(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("alerts after 20 s: %s\nmissing: %v", summary(alerts), missing(want, seen))
+		}
+		time.Sleep(50 * time.Millisecond)
+		page, err := st.ListAlerts(ctx, store.AlertFilter{Cluster: cl.ID, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alerts = page.Alerts
+		for _, a := range alerts {
+			if _, ok := seen[a.Rule]; !ok && want[a.Rule] {
+				seen[a.Rule] = time.Now()
+			}
+		}
+	}
+	var lat []time.Duration
+	for _, a := range attacks {
+		d := seen[a.rule].Sub(a.at)
+		lat = append(lat, d)
+		t.Logf("%-36s stored %v after the request", a.rule, d.Round(time.Millisecond))
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	t.Logf("request -> stored alert: median %v, max %v (webhook batch wait 200 ms)", lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+
+	// Let late batches in, then check exactly what was raised.
+	time.Sleep(time.Second)
+	page, err := st.ListAlerts(ctx, store.AlertFilter{Cluster: cl.ID, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerts = page.Alerts
+	byRule := map[string][]store.Alert{}
+	for _, a := range alerts {
+		byRule[a.Rule] = append(byRule[a.Rule], a)
+		if !want[a.Rule] {
+			t.Errorf("unexpected alert %s (user %v): %s", a.Rule, userOf(a), a.Title)
+		}
+		if u := userOf(a); u != "mallory" {
+			t.Errorf("alert %s attributed to %q, want mallory", a.Rule, u)
+		}
+	}
+	for rule := range want {
+		if n := len(byRule[rule]); n != 1 {
+			t.Errorf("%s: %d alerts, want exactly 1: %s", rule, n, summary(byRule[rule]))
+		}
+	}
+	// The privileged Deployment's controller-made ReplicaSet and pods are
+	// its alert's, mallory's.
+	if as := byRule["audit.privileged-container"]; len(as) == 1 {
+		if as[0].Workload != "Deployment/shop/miner" {
+			t.Errorf("privileged-container alert about %q, want Deployment/shop/miner", as[0].Workload)
+		}
+	}
+}
+
+func deployment(name string, privileged bool) *appsv1.Deployment {
+	replicas := int32(2)
+	c := corev1.Container{Name: "app", Image: "registry.example.com/shop/" + name + ":1"}
+	if privileged {
+		c.SecurityContext = &corev1.SecurityContext{Privileged: &privileged}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{c}}}},
+	}
+}
+
+func pod(name string, volumes []corev1.Volume) *corev1.Pod {
+	c := corev1.Container{Name: "app", Image: "registry.example.com/shop/tools:1"}
+	for _, v := range volumes {
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: v.Name, MountPath: "/host"})
+	}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PodSpec{Containers: []corev1.Container{c}, Volumes: volumes}}
+}
+
+// must fails the test when a setup or benign call fails.
+func must(t *testing.T, what string) func(any, error) {
+	t.Helper()
+	return func(_ any, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+}
+
+func userOf(a store.Alert) string {
+	if a.User == nil {
+		return ""
+	}
+	return a.User.Name
+}
+
+func summary(as []store.Alert) string {
+	var out []string
+	for _, a := range as {
+		out = append(out, fmt.Sprintf("%s(%s x%d %s)", a.Rule, userOf(a), a.Count, a.Workload))
+	}
+	slices.Sort(out)
+	return strings.Join(out, ", ")
+}
+
+func missing(want map[string]bool, seen map[string]time.Time) []string {
+	var out []string
+	for r := range want {
+		if _, ok := seen[r]; !ok {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -8,9 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/vigil-sec/vigil/internal/audit"
-	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/server/controlplane"
 )
 
 func auditCmd() *cobra.Command {
@@ -43,41 +42,17 @@ skipped.`,
 			if err != nil {
 				return err
 			}
-			var order []string
-			byID := map[string]*event.Alert{}
-			eng := detect.New(detect.Config{Rules: rules, Cluster: cluster, Emit: func(a *event.Alert) {
-				if _, ok := byID[a.ID]; !ok {
-					order = append(order, a.ID)
-				}
-				c := *a
-				byID[a.ID] = &c
-			}})
-			var total audit.Stats
-			lineage := audit.NewLineage()
-			for _, path := range args {
-				f, err := audit.Open(path)
-				if err != nil {
-					return err
-				}
-				st, _, err := audit.ReadLines(f, true, func(a *event.Audit) error {
-					a.Origin = lineage.Observe(a)
-					eng.Process(audit.Event(a))
-					return nil
-				})
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("%s: %w", path, err)
-				}
-				total.Add(st)
+			alerts, total, err := controlplane.Replay(rules, cluster, args)
+			if err != nil {
+				return err
 			}
-			eng.Flush()
 			fmt.Fprintf(cmd.ErrOrStderr(), "%d events, %d alerts; skipped: %d malformed, %d missing fields, %d lines too long; %d truncated\n",
-				total.Events, len(order), total.Malformed, total.Missing, total.TooLong, total.Truncated)
+				total.Events, len(alerts), total.Malformed, total.Missing, total.TooLong, total.Truncated)
 			out := cmd.OutOrStdout()
 			if output == "json" {
 				enc := json.NewEncoder(out)
-				for _, id := range order {
-					if err := enc.Encode(byID[id]); err != nil {
+				for i := range alerts {
+					if err := enc.Encode(&alerts[i]); err != nil {
 						return err
 					}
 				}
@@ -85,8 +60,8 @@ skipped.`,
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "FIRST SEEN\tSEVERITY\tRULE\tUSER\tOBJECT\tCOUNT")
-			for _, id := range order {
-				a := byID[id]
+			for i := range alerts {
+				a := &alerts[i]
 				user := ""
 				if a.User != nil {
 					user = a.User.Name

@@ -61,6 +61,7 @@ func TestRealAPIServer(t *testing.T) {
 			{Name: "dev", Groups: []string{"developers"}},
 		},
 		AuditPolicy:  deploy.AuditPolicy,
+		AuditLog:     true,
 		AuditWebhook: &kubetest.AuditWebhook{URL: recv.URL + "/api/v1/audit", CAData: caPEM, Token: credential, BatchMaxWait: 200 * time.Millisecond},
 	})
 	kc.StartControllerManager()
@@ -208,6 +209,28 @@ func TestRealAPIServer(t *testing.T) {
 		if as[0].Workload != "Deployment/shop/miner" {
 			t.Errorf("privileged-container alert about %q, want Deployment/shop/miner", as[0].Workload)
 		}
+	}
+
+	// The API server's own audit log, replayed (vigil audit replay), raises
+	// the same alerts.
+	replayed, stats, err := controlplane.Replay(rules, "e2e", []string{kc.AuditLogPath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Events == 0 || stats.Rejected() != 0 {
+		t.Errorf("replaying %s: %+v", kc.AuditLogPath(), stats)
+	}
+	got := map[string]string{}
+	for _, a := range replayed {
+		got[a.Rule] = a.User.Name
+	}
+	for rule := range want {
+		if got[rule] != "mallory" {
+			t.Errorf("replay: %s by %q, want mallory", rule, got[rule])
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("replay raised %v, want %v", got, want)
 	}
 }
 

@@ -2,6 +2,11 @@ package controlplane_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"net/http/httptest"
@@ -12,10 +17,14 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -32,8 +41,9 @@ import (
 // with Vigil's recommended audit policy and its webhook pointed at Vigil's
 // receiver, authenticated with the cluster's credential. Through client-go,
 // mallory performs attacks and dev performs the same kinds of operations
-// harmlessly; the test asserts exactly the expected alerts, each
-// attributed to mallory, none to dev, and measures how long after the
+// harmlessly (and intruder, with no rights, keeps being refused); the test
+// asserts exactly the expected alerts, each attributed to who did it, none
+// to dev, and measures how long after the
 // request each alert is stored.
 func TestRealAPIServer(t *testing.T) {
 	ctx := context.Background()
@@ -59,6 +69,7 @@ func TestRealAPIServer(t *testing.T) {
 		Users: []kubetest.User{
 			{Name: "mallory", Groups: []string{"system:masters"}}, // a stolen admin credential
 			{Name: "dev", Groups: []string{"developers"}},
+			{Name: "intruder"}, // a valid credential with no rights
 		},
 		AuditPolicy:  deploy.AuditPolicy,
 		AuditLog:     true,
@@ -68,7 +79,7 @@ func TestRealAPIServer(t *testing.T) {
 	admin, mallory, dev := kc.Clientset(kubetest.Admin), kc.Clientset("mallory"), kc.Clientset("dev")
 
 	// Setup as admin: namespaces, dev's rights in shop, a service account.
-	for _, ns := range []string{"shop", "vigil-alerttest"} {
+	for _, ns := range []string{"shop", "vigil-alerttest", "kubernetes-dashboard"} {
 		must(t, "namespace "+ns)(admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}))
 	}
 	must(t, "dev's role binding")(admin.RbacV1().RoleBindings("shop").Create(ctx, &rbacv1.RoleBinding{
@@ -78,6 +89,11 @@ func TestRealAPIServer(t *testing.T) {
 	}, metav1.CreateOptions{}))
 	must(t, "service account")(admin.CoreV1().ServiceAccounts("shop").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "web"}}, metav1.CreateOptions{}))
 	must(t, "secret")(admin.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db"}, StringData: map[string]string{"password": "x"}}, metav1.CreateOptions{}))
+	for i := range 10 {
+		must(t, "secrets")(admin.CoreV1().Secrets("shop").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i)}}, metav1.CreateOptions{}))
+	}
+	must(t, "coredns configmap")(admin.CoreV1().ConfigMaps("kube-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "coredns"},
+		Data: map[string]string{"Corefile": ".:53 {\n    forward . /etc/resolv.conf\n}\n"}}, metav1.CreateOptions{}))
 
 	// dev: ordinary work, the benign twins of the attacks below.
 	must(t, "dev deployment")(dev.AppsV1().Deployments("shop").Create(ctx, deployment("web", false), metav1.CreateOptions{}))
@@ -88,18 +104,20 @@ func TestRealAPIServer(t *testing.T) {
 
 	// mallory: the attacks, each with the alert it must raise.
 	type attack struct {
-		rule string
-		at   time.Time
+		rule, user string
+		at         time.Time
 	}
 	var attacks []attack
-	do := func(rule string, f func() error) {
+	as := func(user, rule string, f func() error) {
 		t.Helper()
 		at := time.Now()
 		if err := f(); err != nil {
 			t.Fatalf("attack for %s: %v", rule, err)
 		}
-		attacks = append(attacks, attack{rule, at})
+		attacks = append(attacks, attack{rule, user, at})
 	}
+	do := func(rule string, f func() error) { t.Helper(); as("mallory", rule, f) }
+	var saToken string
 	do("audit.cluster-admin-binding", func() error {
 		_, err := mallory.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "backup-operator"},
@@ -122,7 +140,10 @@ func TestRealAPIServer(t *testing.T) {
 		return err
 	})
 	do("audit.token-request", func() error {
-		_, err := mallory.CoreV1().ServiceAccounts("shop").CreateToken(ctx, "web", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		tr, err := mallory.CoreV1().ServiceAccounts("shop").CreateToken(ctx, "web", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err == nil {
+			saToken = tr.Status.Token
+		}
 		return err
 	})
 	do("audit.events-deleted", func() error {
@@ -148,10 +169,109 @@ func TestRealAPIServer(t *testing.T) {
 		return err
 	})
 
+	do("audit.wildcard-role", func() error {
+		_, err := mallory.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "everything"},
+			Rules: []rbacv1.PolicyRule{{Verbs: []string{"*"}, Resources: []string{"*"}, APIGroups: []string{"*"}}}}, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.miner-image", func() error {
+		p := pod("worker", nil)
+		p.Spec.Containers[0].Image = "docker.io/xmrig/xmrig:6.21"
+		_, err := mallory.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.host-pid-ipc", func() error {
+		p := pod("nsenter", nil)
+		p.Spec.HostPID = true
+		_, err := mallory.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.dangerous-capabilities", func() error {
+		p := pod("tools", nil)
+		p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"SYS_ADMIN"}}}
+		_, err := mallory.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.kube-system-workload", func() error {
+		_, err := mallory.AppsV1().Deployments("kube-system").Create(ctx, deployment("kube-metrics-helper", false), metav1.CreateOptions{})
+		return err
+	})
+	do("audit.exposed-dashboard", func() error {
+		_, err := mallory.CoreV1().Services("kubernetes-dashboard").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes-dashboard"},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"k8s-app": "kubernetes-dashboard"},
+				Ports: []corev1.ServicePort{{Port: 443}}}}, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.coredns-modified", func() error {
+		cm, err := mallory.CoreV1().ConfigMaps("kube-system").Get(ctx, "coredns", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cm.Data["Corefile"] = ".:53 {\n    rewrite name bank.example.com evil.example.net\n    forward . /etc/resolv.conf\n}\n"
+		_, err = mallory.CoreV1().ConfigMaps("kube-system").Update(ctx, cm, metav1.UpdateOptions{})
+		return err
+	})
+	do("audit.csr-client-cert", func() error {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "backup-admin", Organization: []string{"ops"}}}, key)
+		if err != nil {
+			return err
+		}
+		_, err = mallory.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: "root-access"},
+			Spec: certificatesv1.CertificateSigningRequestSpec{Request: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+				SignerName: "kubernetes.io/kube-apiserver-client", Usages: []certificatesv1.KeyUsage{certificatesv1.UsageClientAuth}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.secret-read-burst", func() error {
+		for i := range 10 {
+			if _, err := mallory.CoreV1().Secrets("shop").Get(ctx, fmt.Sprintf("app-%d", i), metav1.GetOptions{}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	as("intruder", "audit.forbidden-burst", func() error {
+		intruder := kc.Clientset("intruder")
+		for i := range 10 {
+			_, err := intruder.CoreV1().Secrets("shop").Get(ctx, fmt.Sprintf("app-%d", i), metav1.GetOptions{})
+			if !apierrors.IsForbidden(err) {
+				return fmt.Errorf("want forbidden, got %v", err)
+			}
+		}
+		return nil
+	})
+	as("system:serviceaccount:shop:web", "audit.sa-permission-enumeration", func() error {
+		cfg := &rest.Config{Host: kc.URL(), BearerToken: saToken, TLSClientConfig: rest.TLSClientConfig{CAData: kc.CAData()},
+			UserAgent: "kubectl/v1.36.3 (linux/amd64) kubernetes/6f1b2a3"}
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		_, err = cs.AuthorizationV1().SelfSubjectRulesReviews().Create(ctx, &authorizationv1.SelfSubjectRulesReview{
+			Spec: authorizationv1.SelfSubjectRulesReviewSpec{Namespace: "shop"}}, metav1.CreateOptions{})
+		return err
+	})
+	do("audit.admission-webhook-changed", func() error {
+		ignore, none := admissionv1.Ignore, admissionv1.SideEffectClassNone
+		path := "/mutate"
+		_, err := mallory.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(ctx, &admissionv1.MutatingWebhookConfiguration{
+			ObjectMeta: metav1.ObjectMeta{Name: "injector"},
+			Webhooks: []admissionv1.MutatingWebhook{{Name: "inject.example.com", FailurePolicy: &ignore, SideEffects: &none,
+				AdmissionReviewVersions: []string{"v1"},
+				ClientConfig:            admissionv1.WebhookClientConfig{Service: &admissionv1.ServiceReference{Namespace: "shop", Name: "injector", Path: &path}},
+				NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"never": "matches"}},
+				Rules: []admissionv1.RuleWithOperations{{Operations: []admissionv1.OperationType{admissionv1.Create},
+					Rule: admissionv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}}}}},
+		}, metav1.CreateOptions{})
+		return err
+	})
+
 	// Wait for every expected alert, timing each from its request.
-	want := map[string]bool{}
+	want := map[string]string{}
 	for _, a := range attacks {
-		want[a.rule] = true
+		want[a.rule] = a.user
 	}
 	var alerts []store.Alert
 	deadline := time.Now().Add(20 * time.Second)
@@ -167,7 +287,7 @@ func TestRealAPIServer(t *testing.T) {
 		}
 		alerts = page.Alerts
 		for _, a := range alerts {
-			if _, ok := seen[a.Rule]; !ok && want[a.Rule] {
+			if _, ok := seen[a.Rule]; !ok && want[a.Rule] != "" {
 				seen[a.Rule] = time.Now()
 			}
 		}
@@ -191,11 +311,10 @@ func TestRealAPIServer(t *testing.T) {
 	byRule := map[string][]store.Alert{}
 	for _, a := range alerts {
 		byRule[a.Rule] = append(byRule[a.Rule], a)
-		if !want[a.Rule] {
+		if want[a.Rule] == "" {
 			t.Errorf("unexpected alert %s (user %v): %s", a.Rule, userOf(a), a.Title)
-		}
-		if u := userOf(a); u != "mallory" {
-			t.Errorf("alert %s attributed to %q, want mallory", a.Rule, u)
+		} else if u := userOf(a); u != want[a.Rule] {
+			t.Errorf("alert %s attributed to %q, want %s", a.Rule, u, want[a.Rule])
 		}
 	}
 	for rule := range want {
@@ -224,9 +343,9 @@ func TestRealAPIServer(t *testing.T) {
 	for _, a := range replayed {
 		got[a.Rule] = a.User.Name
 	}
-	for rule := range want {
-		if got[rule] != "mallory" {
-			t.Errorf("replay: %s by %q, want mallory", rule, got[rule])
+	for rule, user := range want {
+		if got[rule] != user {
+			t.Errorf("replay: %s by %q, want %s", rule, got[rule], user)
 		}
 	}
 	if len(got) != len(want) {
@@ -284,7 +403,7 @@ func summary(as []store.Alert) string {
 	return strings.Join(out, ", ")
 }
 
-func missing(want map[string]bool, seen map[string]time.Time) []string {
+func missing(want map[string]string, seen map[string]time.Time) []string {
 	var out []string
 	for r := range want {
 		if _, ok := seen[r]; !ok {

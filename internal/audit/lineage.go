@@ -56,33 +56,36 @@ func (l *Lineage) Observe(a *event.Audit) *event.AuditOrigin {
 	name := ref.Name
 	obj := ObjectOf(a)
 	if obj != nil && name == "" {
-		name = obj.Name // a create's name comes from the object
-	}
-	if name == "" {
-		return nil
+		name = obj.Name // a create's name comes from the object (empty with generateName)
 	}
 	key := kind + "/" + ref.Namespace + "/" + name
+	owner := ""
 	if obj != nil && obj.Owner != "" {
 		okind, oname, _ := strings.Cut(obj.Owner, "/")
-		l.set(l.parents, key, okind+"/"+ref.Namespace+"/"+oname)
+		owner = okind + "/" + ref.Namespace + "/" + oname
+		if name != "" {
+			l.set(l.parents, key, owner)
+		}
 	}
 	if !isController(a.User.Username) {
-		if len(l.writers) >= maxLineage {
-			clear(l.writers)
+		if name != "" {
+			if len(l.writers) >= maxLineage {
+				clear(l.writers)
+			}
+			l.writers[key] = a.User
 		}
-		l.writers[key] = a.User
 		return nil
 	}
-	top := key
+	if owner == "" {
+		return nil
+	}
+	top := owner
 	for range 4 {
 		p, ok := l.parents[top]
 		if !ok {
 			break
 		}
 		top = p
-	}
-	if top == key {
-		return nil
 	}
 	return &event.AuditOrigin{Workload: top, User: l.writers[top]}
 }

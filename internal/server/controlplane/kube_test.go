@@ -301,8 +301,25 @@ func TestRealAPIServer(t *testing.T) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	t.Logf("request -> stored alert: median %v, max %v (webhook batch wait 200 ms)", lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 
-	// Let late batches in, then check exactly what was raised.
-	time.Sleep(time.Second)
+	// Let late batches in, store the aggregated counts (what Run does
+	// every 30 s; a cancelled Run flushes once), then check exactly what
+	// was raised.
+	flushed, cancel := context.WithCancel(ctx)
+	cancel()
+	for end := time.Now().Add(15 * time.Second); ; {
+		time.Sleep(500 * time.Millisecond)
+		if err := det.Run(flushed); err != nil {
+			t.Fatal(err)
+		}
+		page, err := st.ListAlerts(ctx, store.AlertFilter{Cluster: cl.ID, Rule: "audit.privileged-container"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The Deployment, its ReplicaSet and its two pods.
+		if len(page.Alerts) == 1 && page.Alerts[0].Count >= 4 || time.Now().After(end) {
+			break
+		}
+	}
 	page, err := st.ListAlerts(ctx, store.AlertFilter{Cluster: cl.ID, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
@@ -328,6 +345,12 @@ func TestRealAPIServer(t *testing.T) {
 		if as[0].Workload != "Deployment/shop/miner" {
 			t.Errorf("privileged-container alert about %q, want Deployment/shop/miner", as[0].Workload)
 		}
+		// The Deployment, and the ReplicaSet and pods the controllers made
+		// of it, counted in the one alert.
+		if as[0].Count < 4 {
+			t.Errorf("privileged-container count %d: the controllers' ReplicaSet and pods were not counted in", as[0].Count)
+		}
+		t.Logf("privileged Deployment: one alert, %s's, count %d (the Deployment, its ReplicaSet and pods)", userOf(as[0]), as[0].Count)
 	}
 
 	// The API server's own audit log, replayed (vigil audit replay), raises

@@ -278,22 +278,29 @@ func reason(r *http.Request) (string, error) {
 	return why, nil
 }
 
+// action is the common part of an admin's change to an alert: the user
+// must be an admin and give a reason; the alert must exist.
+func (c *Console) action(r *http.Request, s session) (store.Alert, string, error) {
+	if err := adminOnly(s); err != nil {
+		return store.Alert{}, "", err
+	}
+	why, err := reason(r)
+	if err != nil {
+		return store.Alert{}, "", err
+	}
+	a, err := c.cfg.Store.GetAlert(r.Context(), r.PathValue("id"))
+	return a, why, err
+}
+
 // setStatus dismisses, resolves or reactivates an alert (admin only).
 func (c *Console) setStatus(w http.ResponseWriter, r *http.Request, s session) error {
-	if err := adminOnly(s); err != nil {
+	a, why, err := c.action(r, s)
+	if err != nil {
 		return err
 	}
 	status := r.PostFormValue("status")
 	if status != event.StatusDismissed && status != event.StatusResolved && status != event.StatusActive {
 		return &pageError{http.StatusBadRequest, "Status " + strconv.Quote(status) + " is not dismissed, resolved or active."}
-	}
-	why, err := reason(r)
-	if err != nil {
-		return err
-	}
-	a, err := c.cfg.Store.GetAlert(r.Context(), r.PathValue("id"))
-	if err != nil {
-		return err
 	}
 	if _, err := c.cfg.Store.SetAlertStatus(r.Context(), []string{a.ID}, status, why, s.Name, c.cfg.Now()); err != nil {
 		return err
@@ -305,14 +312,7 @@ func (c *Console) setStatus(w http.ResponseWriter, r *http.Request, s session) e
 // suppress makes an engine exception from an alert and dismisses it: the
 // console's "suppress similar" (admin only).
 func (c *Console) suppress(w http.ResponseWriter, r *http.Request, s session) error {
-	if err := adminOnly(s); err != nil {
-		return err
-	}
-	why, err := reason(r)
-	if err != nil {
-		return err
-	}
-	a, err := c.cfg.Store.GetAlert(r.Context(), r.PathValue("id"))
+	a, why, err := c.action(r, s)
 	if err != nil {
 		return err
 	}

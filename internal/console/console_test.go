@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"html"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -470,7 +471,7 @@ func TestAlertList(t *testing.T) {
 	if strings.Contains(body, "Download of a tool") {
 		t.Errorf("default list shows a dismissed alert")
 	}
-	if got, want := listCounts(body), map[string]int{"high": 2, "medium": 1, "low": 1, "informational": 0}; !mapsEqual(got, want) {
+	if got, want := listCounts(body), map[string]int{"high": 2, "medium": 1, "low": 1, "informational": 0}; !maps.Equal(got, want) {
 		t.Errorf("counts %v, want %v", got, want)
 	}
 	if !strings.Contains(body, "<b>4</b> in all") {
@@ -525,7 +526,7 @@ func TestAlertList(t *testing.T) {
 	// The counts ignore the severity filter (they are its links) but follow
 	// the others.
 	body = tc.page("/alerts?cluster=prod&severity=high", tc.reader, http.StatusOK)
-	if got, want := listCounts(body), map[string]int{"high": 1, "medium": 1, "low": 1, "informational": 0}; !mapsEqual(got, want) {
+	if got, want := listCounts(body), map[string]int{"high": 1, "medium": 1, "low": 1, "informational": 0}; !maps.Equal(got, want) {
 		t.Errorf("prod counts %v, want %v", got, want)
 	}
 	if !strings.Contains(body, `href="/alerts?cluster=prod&amp;severity=medium&amp;status=active"`) {
@@ -964,16 +965,4 @@ func TestPagination(t *testing.T) {
 	if len(seen) != 120 {
 		t.Errorf("paging visited %d alerts, want 120", len(seen))
 	}
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

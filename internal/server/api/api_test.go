@@ -33,6 +33,12 @@ type env struct {
 
 // forEachDB runs fn against SQLite and PostgreSQL.
 func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
+	forEachDSN(t, func(t *testing.T, dsn string) { fn(t, newEnv(t, dsn)) })
+}
+
+// forEachDSN runs fn with a fresh SQLite database and a fresh PostgreSQL
+// one.
+func forEachDSN(t *testing.T, fn func(t *testing.T, dsn string)) {
 	for _, db := range []string{"sqlite", "postgres"} {
 		t.Run(db, func(t *testing.T) {
 			var dsn string
@@ -41,7 +47,7 @@ func forEachDB(t *testing.T, fn func(t *testing.T, e *env)) {
 			} else {
 				dsn = pgtest.New(t)
 			}
-			fn(t, newEnv(t, dsn))
+			fn(t, dsn)
 		})
 	}
 }

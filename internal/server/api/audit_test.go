@@ -17,7 +17,6 @@ import (
 	"github.com/vigil-sec/vigil/internal/server/api"
 	"github.com/vigil-sec/vigil/internal/server/controlplane"
 	"github.com/vigil-sec/vigil/internal/server/store"
-	"github.com/vigil-sec/vigil/internal/server/store/pgtest"
 )
 
 // auditEnv is env with control-plane detection on.
@@ -29,17 +28,7 @@ type auditEnv struct {
 }
 
 func forEachDBAudit(t *testing.T, fn func(t *testing.T, e *auditEnv)) {
-	for _, db := range []string{"sqlite", "postgres"} {
-		t.Run(db, func(t *testing.T) {
-			var dsn string
-			if db == "sqlite" {
-				dsn = "sqlite://" + filepath.Join(t.TempDir(), "vigil.db")
-			} else {
-				dsn = pgtest.New(t)
-			}
-			fn(t, newAuditEnv(t, dsn))
-		})
-	}
+	forEachDSN(t, func(t *testing.T, dsn string) { fn(t, newAuditEnv(t, dsn)) })
 }
 
 func newAuditEnv(t *testing.T, dsn string) *auditEnv {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -661,7 +662,7 @@ func TestListAlertsFilters(t *testing.T) {
 			})
 		}
 		counts, _ := e.CountAlerts(ctx, AlertFilter{})
-		if want := map[event.Severity]int{event.High: 3, event.Medium: 1, event.Low: 2, event.Informational: 1}; !mapsEqual(counts, want) {
+		if want := map[event.Severity]int{event.High: 3, event.Medium: 1, event.Low: 2, event.Informational: 1}; !maps.Equal(counts, want) {
 			t.Errorf("CountAlerts = %v, want %v", counts, want)
 		}
 		for _, f := range []AlertFilter{
@@ -676,18 +677,6 @@ func TestListAlertsFilters(t *testing.T) {
 			t.Errorf("GetAlert(nope) = %v", err)
 		}
 	})
-}
-
-func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestCursorPagination pages through alerts in every sort order while new

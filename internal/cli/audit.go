@@ -17,7 +17,7 @@ func auditCmd() *cobra.Command {
 		Use:   "audit",
 		Short: "Control-plane detection from Kubernetes audit logs",
 	}
-	cmd.AddCommand(auditReplayCmd(), auditEnableCmd())
+	cmd.AddCommand(auditReplayCmd(), auditEnableCmd(), auditTailCmd())
 	return cmd
 }
 

@@ -65,7 +65,7 @@ prints a last sensor.health event.`,
 			}
 			run := sensorRun{cfg: cfg, rf: rf, det: det, jsonl: output == "jsonl", metricsAddr: metricsAddr, log: logger(logLevel)}
 			if shipFlags.server != "" {
-				client, err := shipFlags.open(cfg.Node, run.log)
+				client, err := shipFlags.open(cfg.Node, "sensor", run.log)
 				if err != nil {
 					return err
 				}

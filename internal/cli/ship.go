@@ -49,8 +49,9 @@ func (s *shipFlags) credential() (string, error) {
 	return "", errors.New("--server needs the cluster's credential: --token-file FILE or VIGIL_TOKEN")
 }
 
-// open starts nothing: it returns the client whose Run the caller starts.
-func (s *shipFlags) open(node string, log *slog.Logger) (*ship.Client, error) {
+// open starts nothing: it returns the client whose Run the caller starts,
+// sending as component (sensor, audit) of node.
+func (s *shipFlags) open(node, component string, log *slog.Logger) (*ship.Client, error) {
 	token, err := s.credential()
 	if err != nil {
 		return nil, err
@@ -66,7 +67,7 @@ func (s *shipFlags) open(node string, log *slog.Logger) (*ship.Client, error) {
 		CAFile:    s.caFile,
 		SpoolDir:  s.spool,
 		Node:      node,
-		Component: "sensor",
+		Component: component,
 		Log:       log,
 	})
 }

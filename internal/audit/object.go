@@ -26,6 +26,7 @@ type Object struct {
 	Service     Service           `json:"-"`
 	CSRSigner   string            `json:"-"`
 	CSRUser     string            `json:"-"`
+	CSRDecision string            `json:"-"` // Approved or Denied: a CSR's latest such condition
 	Data        map[string]string `json:"-"` // a ConfigMap's keys (values dropped)
 	// Owner is the controlling owner reference, Kind/name (same
 	// namespace), e.g. ReplicaSet/web-7d9f4.
@@ -96,6 +97,11 @@ type wire struct {
 		SignerName string `json:"signerName"`
 		Username   string `json:"username"`
 	} `json:"spec"`
+	Status struct {
+		Conditions []struct {
+			Type string `json:"type"`
+		} `json:"conditions"`
+	} `json:"status"`
 	Rules []struct {
 		Verbs     []string `json:"verbs"`
 		Resources []string `json:"resources"`
@@ -214,6 +220,11 @@ func ObjectOf(a *event.Audit) *Object {
 	}
 	if w.Kind == "CertificateSigningRequest" {
 		o.CSRSigner, o.CSRUser = w.Spec.SignerName, w.Spec.Username
+		for _, c := range w.Status.Conditions {
+			if c.Type == "Approved" || c.Type == "Denied" {
+				o.CSRDecision = c.Type
+			}
+		}
 	}
 	if len(w.Data) > 0 {
 		o.Data = make(map[string]string, len(w.Data))

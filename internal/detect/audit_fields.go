@@ -118,6 +118,8 @@ var auditFields = []*field{
 	{name: "ka.csr.username", typ: tString, doc: "the user a CertificateSigningRequest was made by (spec.username)", str: func(v *view) string { return v.obj().CSRUser }},
 	{name: "ka.obj.name", typ: tString, doc: "the object's name from its body (a create with generateName has no ka.target.name)",
 		str: func(v *view) string { return v.obj().Name }},
+	{name: "ka.csr.decision", typ: tString, doc: "a CertificateSigningRequest's Approved or Denied condition (the approval subresource's object holds it)",
+		str: func(v *view) string { return v.obj().CSRDecision }},
 	{name: "ka.csr.signer", typ: tString, doc: "a CertificateSigningRequest's signerName", str: func(v *view) string { return v.obj().CSRSigner }},
 }
 

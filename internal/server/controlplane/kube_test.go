@@ -224,6 +224,16 @@ func TestRealAPIServer(t *testing.T) {
 		}, metav1.CreateOptions{})
 		return err
 	})
+	do("audit.csr-approved", func() error {
+		csr, err := mallory.CertificatesV1().CertificateSigningRequests().Get(ctx, "root-access", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "KubectlApprove"})
+		_, err = mallory.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, "root-access", csr, metav1.UpdateOptions{})
+		return err
+	})
 	do("audit.secret-read-burst", func() error {
 		for i := range 10 {
 			if _, err := mallory.CoreV1().Secrets("shop").Get(ctx, fmt.Sprintf("app-%d", i), metav1.GetOptions{}); err != nil {

@@ -43,15 +43,10 @@ func writeCA(t *testing.T, dir, name string) (*x509.Certificate, *ecdsa.PrivateK
 	return ca, key, crt, k
 }
 
-// TestClusterClientCertificate: a server started with --client-ca takes a
-// client certificate from `vigil cluster cert` as its cluster's (the audit
-// webhook, ingest), and nothing else: not for reading alerts, not with
-// another Organization, not from another CA.
-func TestClusterClientCertificate(t *testing.T) {
-	dir := t.TempDir()
-	ca, caKey, caCrt, caKeyFile := writeCA(t, dir, "ca")
-
-	// The server's own certificate, for 127.0.0.1.
+// writeServerCert issues a serving certificate for 127.0.0.1 from the CA
+// and writes it and its key to dir.
+func writeServerCert(t *testing.T, dir string, ca *x509.Certificate, caKey *ecdsa.PrivateKey) (certFile, keyFile string) {
+	t.Helper()
 	skey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	stmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "vigil"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
@@ -61,9 +56,21 @@ func TestClusterClientCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	skder, _ := x509.MarshalPKCS8PrivateKey(skey)
-	srvCrt, srvKey := filepath.Join(dir, "srv.crt"), filepath.Join(dir, "srv.key")
-	os.WriteFile(srvCrt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sder}), 0o644)
-	os.WriteFile(srvKey, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: skder}), 0o600)
+	certFile, keyFile = filepath.Join(dir, "srv.crt"), filepath.Join(dir, "srv.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sder}), 0o644)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: skder}), 0o600)
+	return certFile, keyFile
+}
+
+// TestClusterClientCertificate: a server started with --client-ca takes a
+// client certificate from `vigil cluster cert` as its cluster's (the audit
+// webhook, ingest), and nothing else: not for reading alerts, not with
+// another Organization, not from another CA.
+func TestClusterClientCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca, caKey, caCrt, caKeyFile := writeCA(t, dir, "ca")
+
+	srvCrt, srvKey := writeServerCert(t, dir, ca, caKey)
 
 	out, err := run(t, "cluster", "cert", "prod", "--ca-cert", caCrt, "--ca-key", caKeyFile, "--out", dir)
 	if err != nil || !strings.Contains(out, "prod.crt") {

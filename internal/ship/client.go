@@ -606,6 +606,11 @@ func (c *Client) queueHeartbeat() {
 	}
 }
 
+// Sync writes every queued item to the spool and returns when it is on
+// disk (fsynced): a receiver that acknowledges only what it has durably
+// accepted calls it before answering. Sending stays Run's.
+func (c *Client) Sync() error { return c.cut(true) }
+
 // cut moves queued items into batches and spools them: every queued item
 // when all is set, else only full batches. If the spool cannot be written
 // the items go back to the front of the queue and cut returns the error.

@@ -215,4 +215,6 @@ func (s spoolStore) Ingest(_ context.Context, _ string, b *ship.Batch, _ time.Ti
 
 // ListExceptions: the agent applies the rule files' exceptions; the
 // server's exceptions reach it in a later version.
-func (spoolStore) ListExceptions(context.Context, string) ([]detect.Exception, error) { return nil, nil }
+func (spoolStore) ListExceptions(context.Context, string) ([]detect.Exception, error) {
+	return nil, nil
+}

@@ -13,9 +13,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
@@ -793,18 +793,11 @@ func digest(b []byte) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// inode is the file's inode number where the system has one (0 elsewhere:
-// files are then told apart by their first bytes only).
+// inode is the file's inode number (0 where the system has none: files
+// are then told apart by their first bytes only).
 func inode(fi os.FileInfo) uint64 {
-	v := reflect.ValueOf(fi.Sys())
-	if v.Kind() == reflect.Pointer && !v.IsNil() {
-		v = v.Elem()
-	}
-	if v.Kind() != reflect.Struct {
-		return 0
-	}
-	if f := v.FieldByName("Ino"); f.IsValid() && f.CanUint() {
-		return f.Uint()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
 	}
 	return 0
 }

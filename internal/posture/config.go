@@ -311,6 +311,9 @@ func checkNames(field string, list []string) error {
 	return nil
 }
 
+// Validated reports whether Validate succeeded on c (Evaluate needs it).
+func (c *Config) Validated() bool { return c != nil && c.compiled != nil }
+
 // compiled is a Config made ready for the hot path: regular expressions
 // compiled, ports parsed, names normalised, disabled recommendations gone.
 type compiled struct {

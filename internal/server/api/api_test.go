@@ -52,7 +52,10 @@ func forEachDSN(t *testing.T, fn func(t *testing.T, dsn string)) {
 	}
 }
 
-func newEnv(t *testing.T, dsn string) *env {
+func newEnv(t *testing.T, dsn string) *env { return newEnvWith(t, dsn, nil) }
+
+// newEnvWith is newEnv with a hook that completes the API's config.
+func newEnvWith(t *testing.T, dsn string, configure func(st *store.Store, cfg *api.Config)) *env {
 	ctx := context.Background()
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
@@ -75,7 +78,11 @@ func newEnv(t *testing.T, dsn string) *env {
 		t.Fatal(err)
 	}
 	e.clusterA, e.clusterAID, e.clusterB, e.clusterBID = secretA, a.ID, secretB, b.ID
-	srv := httptest.NewServer(api.New(api.Config{Store: st, Alerts: func(a event.Alert) { e.exported <- a }}).Handler())
+	cfg := api.Config{Store: st, Alerts: func(a event.Alert) { e.exported <- a }}
+	if configure != nil {
+		configure(st, &cfg)
+	}
+	srv := httptest.NewServer(api.New(cfg).Handler())
 	t.Cleanup(srv.Close)
 	e.url = srv.URL
 	return e

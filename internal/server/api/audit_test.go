@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"fmt"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,37 +31,15 @@ func forEachDBAudit(t *testing.T, fn func(t *testing.T, e *auditEnv)) {
 }
 
 func newAuditEnv(t *testing.T, dsn string) *auditEnv {
-	ctx := context.Background()
-	st, err := store.Open(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	rules, err := detect.Load(detect.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &auditEnv{env: &env{t: t, exported: make(chan event.Alert, 100)}, reg: prometheus.NewRegistry(), exported: make(chan event.Alert, 100)}
-	if e.admin, err = st.CreateToken(ctx, "admin", store.RoleAdmin); err != nil {
-		t.Fatal(err)
-	}
-	if e.reader, err = st.CreateToken(ctx, "bob", store.RoleReader); err != nil {
-		t.Fatal(err)
-	}
-	a, secretA, err := st.CreateCluster(ctx, "prod-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, secretB, err := st.CreateCluster(ctx, "prod-2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.clusterA, e.clusterAID, e.clusterB, e.clusterBID = secretA, a.ID, secretB, b.ID
-	e.det = controlplane.New(controlplane.Config{Rules: rules, Store: st, Alerts: func(a event.Alert) { e.exported <- a }})
-	srv := httptest.NewServer(api.New(api.Config{Store: st, Audit: e.det, Registerer: e.reg,
-		Alerts: func(a event.Alert) { e.env.exported <- a }}).Handler())
-	t.Cleanup(srv.Close)
-	e.url = srv.URL
+	e := &auditEnv{reg: prometheus.NewRegistry(), exported: make(chan event.Alert, 100)}
+	e.env = newEnvWith(t, dsn, func(st *store.Store, cfg *api.Config) {
+		e.det = controlplane.New(controlplane.Config{Rules: rules, Store: st, Alerts: func(a event.Alert) { e.exported <- a }})
+		cfg.Audit, cfg.Registerer = e.det, e.reg
+	})
 	return e
 }
 

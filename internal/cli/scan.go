@@ -2,15 +2,18 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +23,7 @@ import (
 func scanCmd() *cobra.Command {
 	var files []string
 	var configFile, output string
+	var sf shipFlags
 	cmd := &cobra.Command{
 		Use:   "scan -f PATH [-f PATH...]",
 		Short: "Check Kubernetes manifests against the workload-protection recommendations",
@@ -31,7 +35,9 @@ workload-protection recommendations, and print the verdicts: a table, JSON
 (one result per line), SARIF 2.1.0 or JUnit XML. The same evaluator runs in
 the admission webhook and the in-cluster scanner. --config takes a posture
 configuration (modes, parameters, exclusions) merged over the defaults.
-Exits with status 1 when any workload is unhealthy.`,
+With --server the results also go to that Vigil server as the cluster's
+findings (the console's Recommendations page). Exits with status 1 when any
+workload is unhealthy.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch output {
@@ -52,6 +58,11 @@ Exits with status 1 when any workload is unhealthy.`,
 			results, stats, err := scanPaths(cfg, files, cmd.InOrStdin(), cmd.ErrOrStderr())
 			if err != nil {
 				return err
+			}
+			if sf.server != "" {
+				if err := sendFindings(cmd.Context(), &sf, results); err != nil {
+					return err
+				}
 			}
 			out := cmd.OutOrStdout()
 			switch output {
@@ -83,7 +94,45 @@ Exits with status 1 when any workload is unhealthy.`,
 	cmd.Flags().StringArrayVarP(&files, "filename", "f", nil, "manifest file or directory (repeatable; - reads stdin)")
 	cmd.Flags().StringVar(&configFile, "config", "", "posture configuration file (YAML or JSON)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json, sarif or junit")
+	sf.register(cmd)
 	return cmd
+}
+
+// sendFindings ships the results to the server as findings and waits (at
+// most a minute) until it has acknowledged them.
+func sendFindings(ctx context.Context, sf *shipFlags, results []scanResult) error {
+	if sf.spool == filepath.Join(defaultDataDir(), "spool") {
+		dir, err := os.MkdirTemp("", "vigil-scan-spool-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		sf.spool = dir // a one-shot scan keeps no spool, nor takes a sensor's
+	}
+	client, err := sf.open(hostname(), "scan", slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	rs := make([]posture.Result, len(results))
+	for i := range results {
+		rs[i] = results[i].Result
+	}
+	client.Findings(posture.Findings(rs))
+	if err := client.Sync(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	go client.Run(ctx)
+	for client.Stats().SpoolBatches > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("scan: the server did not take the findings within a minute: %s", client.Stats().LastError)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // scanResult is one recommendation's verdict on one object, with where the

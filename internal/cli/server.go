@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/vigil-sec/vigil/internal/console"
+	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/server/api"
 	"github.com/vigil-sec/vigil/internal/server/controlplane"
 	"github.com/vigil-sec/vigil/internal/server/export"
@@ -141,7 +143,8 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 	}
 	cp := controlplane.New(controlplane.Config{Rules: rules, Store: st, Log: log, Alerts: disp.Submit})
 	a := api.New(api.Config{Store: st, Log: log, Registerer: reg, Alerts: disp.Submit, Audit: cp, Exports: func() any { return disp.Health() }})
-	ui, err := console.New(console.Config{Store: st, Log: log, Secure: f.tlsCert != ""})
+	ui, err := console.New(console.Config{Store: st, Log: log, Secure: f.tlsCert != "",
+		Recommendations: func(ctx context.Context) ([]console.Recommendation, error) { return consoleRecommendations(ctx, st) }})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -210,6 +213,21 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 	rs.stop = cancel
 	log.Info("vigil server listening", "url", rs.url, "db", redactDSN(f.db))
 	return rs, nil
+}
+
+// consoleRecommendations is the API's recommendations, as the console
+// shows them.
+func consoleRecommendations(ctx context.Context, st *store.Store) ([]console.Recommendation, error) {
+	recs, err := api.Recommendations(ctx, st.SummarizeFindings, "")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]console.Recommendation, len(recs))
+	for i, r := range recs {
+		out[i] = console.Recommendation{ID: r.ID, Title: r.Title, Mode: strings.Join(r.Modes, "/"), Severity: event.Severity(r.Severity),
+			Healthy: r.Healthy, Unhealthy: r.Unhealthy, Parameters: r.Parameters, Unhealthies: r.Resources}
+	}
+	return out, nil
 }
 
 // loadCAPool reads a PEM bundle of CA certificates.

@@ -488,7 +488,7 @@ func (w *pagesWorld) recommendations() []Recommendation {
 	var out []Recommendation
 	for i := range 20 {
 		rec := Recommendation{ID: fmt.Sprintf("wp-%02d", i), Title: fmt.Sprintf("Workload check %d should pass", i), Mode: modes[i%3],
-			Severity: sevs[i%3], Healthy: 100 + i, Unhealthy: 3 * i, Parameters: map[string]string{"exempt-namespaces": "kube-system"}}
+			Severity: sevs[i%3], Healthy: 100 + i, Unhealthy: 3 * i, Parameters: []string{"excludedNamespaces", "registries"}}
 		for j := range 3 * i {
 			rec.Unhealthies = append(rec.Unhealthies, w.workloads[(i*31+j)%len(w.workloads)].name)
 		}

@@ -36,11 +36,11 @@ type Store interface {
 type Recommendation struct {
 	ID          string
 	Title       string
-	Mode        string // audit, deny or disabled
+	Mode        string // audit, deny or disabled (several: "audit/deny")
 	Severity    event.Severity
 	Healthy     int
 	Unhealthy   int
-	Parameters  map[string]string
+	Parameters  []string // what the recommendation's configuration may set
 	Unhealthies []string // the affected resources, e.g. Deployment/shop/web
 }
 

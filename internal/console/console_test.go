@@ -742,7 +742,7 @@ func TestAdminActions(t *testing.T) {
 // the store holds, and that unknown things are 404 pages.
 func TestPages(t *testing.T) {
 	recs := []Recommendation{{ID: "no-privileged", Title: "Containers should not be privileged", Mode: "audit", Severity: event.High,
-		Healthy: 3, Unhealthy: 1, Parameters: map[string]string{"exempt": "kube-system"}, Unhealthies: []string{"Deployment/shop/web"}}}
+		Healthy: 3, Unhealthy: 1, Parameters: []string{"registries"}, Unhealthies: []string{"Deployment/shop/web"}}}
 	withRecs := newTestConsole(t, Config{Recommendations: func(context.Context) ([]Recommendation, error) { return recs, nil }})
 	tc := newTestConsole(t, Config{})
 	tc.seedFilters()
@@ -783,7 +783,7 @@ func TestPages(t *testing.T) {
 			t.Errorf("no empty state:\n%s", body)
 		}
 		body := withRecs.page("/recommendations", withRecs.reader, http.StatusOK)
-		for _, want := range []string{"Containers should not be privileged", "mode-audit", "<code>exempt=kube-system</code>", "Deployment/shop/web"} {
+		for _, want := range []string{"Containers should not be privileged", "mode-audit", "<code>registries</code>", "Deployment/shop/web"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("recommendations page lacks %s", want)
 			}

@@ -348,13 +348,6 @@ func (s *Server) getIncident(w http.ResponseWriter, r *http.Request, _ store.Pri
 	return nil
 }
 
-// listRecommendations answers the console's Recommendations page; the
-// workload-protection issue fills it.
-func (s *Server) listRecommendations(w http.ResponseWriter, _ *http.Request, _ store.Principal) error {
-	writeJSON(w, http.StatusOK, map[string]any{"recommendations": []any{}})
-	return nil
-}
-
 func (s *Server) listInventory(w http.ResponseWriter, r *http.Request, _ store.Principal) error {
 	q := r.URL.Query()
 	rows, err := s.cfg.Store.ListInventory(r.Context(), q.Get("cluster"), q.Get("kind"))

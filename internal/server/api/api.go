@@ -39,6 +39,7 @@ type Store interface {
 	ListIncidents(ctx context.Context, cluster string, limit int) ([]store.Incident, error)
 	GetIncident(ctx context.Context, id string) (store.Incident, error)
 	ListInventory(ctx context.Context, cluster, kind string) ([]store.InventoryRow, error)
+	SummarizeFindings(ctx context.Context, cluster string) ([]store.CheckSummary, error)
 }
 
 // Config configures the API.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/ship"
@@ -127,4 +129,51 @@ func (s *Store) clusterKindWhere(ctx context.Context, cluster, col, val string) 
 		args = append(args, val)
 	}
 	return where, args, false, nil
+}
+
+// CheckSummary is one check's findings over the clusters asked for: how
+// many resources pass and fail it, the failing ones (at most
+// MaxSummaryResources) and the modes the findings were made in.
+type CheckSummary struct {
+	Check     string   `json:"check"`
+	Healthy   int      `json:"healthy"`
+	Unhealthy int      `json:"unhealthy"`
+	Resources []string `json:"unhealthy_resources"`
+	Modes     []string `json:"modes"`
+}
+
+// MaxSummaryResources bounds the failing resources a summary lists.
+const MaxSummaryResources = 100
+
+// SummarizeFindings sums the findings of one cluster (id or name) or all
+// (""), per check, in check order.
+func (s *Store) SummarizeFindings(ctx context.Context, cluster string) ([]CheckSummary, error) {
+	rows, err := s.ListFindings(ctx, cluster, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []CheckSummary
+	idx := map[string]int{}
+	for _, r := range rows {
+		i, ok := idx[r.Check]
+		if !ok {
+			i = len(out)
+			idx[r.Check] = i
+			out = append(out, CheckSummary{Check: r.Check, Resources: []string{}, Modes: []string{}})
+		}
+		c := &out[i]
+		if r.Status == ship.Healthy {
+			c.Healthy++
+		} else {
+			c.Unhealthy++
+			if len(c.Resources) < MaxSummaryResources {
+				c.Resources = append(c.Resources, r.Resource)
+			}
+		}
+		if m, _ := r.Details["mode"].(string); m != "" && !slices.Contains(c.Modes, m) {
+			c.Modes = append(c.Modes, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b CheckSummary) int { return strings.Compare(a.Check, b.Check) })
+	return out, nil
 }

@@ -1369,3 +1369,39 @@ func TestSearchTimeout(t *testing.T) {
 		t.Errorf("searchErr(nil) = %v", err)
 	}
 }
+
+// TestSummarizeFindings: findings sum per check, on both databases: how
+// many resources pass and fail, which fail, in which modes.
+func TestSummarizeFindings(t *testing.T) {
+	eachDB(t, func(t *testing.T, e env) {
+		prod, _ := mustCluster(t, e.Store, "prod")
+		dev, _ := mustCluster(t, e.Store, "dev")
+		f := func(check, resource, status, mode string) ship.Finding {
+			return ship.Finding{ID: check + "/" + resource, Check: check, Resource: resource, Status: status, Details: map[string]any{"mode": mode}}
+		}
+		mustIngest(t, e.Store, prod.ID, &ship.Batch{BatchID: "f1", Findings: []ship.Finding{
+			f("no-privileged", "Deployment/shop/web", ship.Unhealthy, "deny"),
+			f("no-privileged", "Deployment/shop/api", ship.Healthy, "deny"),
+			f("read-only-root-fs", "Deployment/shop/web", ship.Healthy, "audit"),
+		}}, t0)
+		mustIngest(t, e.Store, dev.ID, &ship.Batch{BatchID: "f2", Findings: []ship.Finding{
+			f("no-privileged", "Deployment/dev/tool", ship.Unhealthy, "audit"),
+		}}, t0)
+		all, err := e.SummarizeFindings(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 2 || all[0].Check != "no-privileged" || all[0].Healthy != 1 || all[0].Unhealthy != 2 ||
+			!slices.Equal(all[0].Resources, []string{"Deployment/dev/tool", "Deployment/shop/web"}) && !slices.Equal(all[0].Resources, []string{"Deployment/shop/web", "Deployment/dev/tool"}) ||
+			len(all[0].Modes) != 2 || all[1].Check != "read-only-root-fs" || all[1].Healthy != 1 || all[1].Unhealthy != 0 {
+			t.Fatalf("all clusters: %+v", all)
+		}
+		one, err := e.SummarizeFindings(ctx, "prod")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(one) != 2 || one[0].Unhealthy != 1 || !slices.Equal(one[0].Modes, []string{"deny"}) {
+			t.Fatalf("prod: %+v", one)
+		}
+	})
+}

@@ -165,10 +165,7 @@ func startAgent(ctx context.Context, f agentFlags, log *slog.Logger) (*runningAg
 	go func() { defer close(shipDone); _ = client.Run(ctx) }()
 	go func() { defer close(detDone); _ = det.Run(ctx) }()
 	go func() {
-		err := hs.ServeTLS(l, f.tlsCert, f.tlsKey)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
+		err := serveUntilDone(ctx, hs, l, f.tlsCert, f.tlsKey)
 		cancel()
 		<-detDone
 		<-shipDone
@@ -176,12 +173,6 @@ func startAgent(ctx context.Context, f agentFlags, log *slog.Logger) (*runningAg
 			err = cerr
 		}
 		ag.errc <- err
-	}()
-	go func() {
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = hs.Shutdown(sctx)
 	}()
 	log.Info("vigil agent listening", "url", ag.url, "server", f.ship.server)
 	return ag, nil

@@ -187,15 +187,7 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 	cpDone := make(chan struct{})
 	go func() { defer close(cpDone); _ = cp.Run(ctx) }()
 	go func() {
-		var err error
-		if f.tlsCert != "" {
-			err = hs.ServeTLS(l, f.tlsCert, f.tlsKey)
-		} else {
-			err = hs.Serve(l)
-		}
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
+		err := serveUntilDone(ctx, hs, l, f.tlsCert, f.tlsKey)
 		cancel()
 		<-dispDone
 		<-cpDone
@@ -204,15 +196,31 @@ func startServer(ctx context.Context, f serverFlags, log *slog.Logger) (*running
 		}
 		rs.errc <- err
 	}()
-	go func() {
-		<-ctx.Done()
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = hs.Shutdown(sctx)
-	}()
 	rs.stop = cancel
 	log.Info("vigil server listening", "url", rs.url, "db", redactDSN(f.db))
 	return rs, nil
+}
+
+// serveUntilDone serves hs on l (over TLS when certFile is set) until ctx
+// is done, then shuts it down, giving requests in flight 10 s. A server
+// closed that way is not an error.
+func serveUntilDone(ctx context.Context, hs *http.Server, l net.Listener, certFile, keyFile string) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	var err error
+	if certFile != "" {
+		err = hs.ServeTLS(l, certFile, keyFile)
+	} else {
+		err = hs.Serve(l)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // consoleRecommendations is the API's recommendations, as the console

@@ -69,6 +69,12 @@ func newBrowserSite(t *testing.T) *browserSite {
 			{Kind: ship.KindNode, Name: "node-3"},
 			{Kind: ship.KindWorkload, Name: "Deployment/shop/web", Namespace: "shop"},
 			{Kind: ship.KindImage, Name: "registry.example.com/shop/web:1.4"},
+		},
+		Findings: []ship.Finding{
+			{ID: "f-web", Check: "no-privileged", Resource: "Deployment/shop/web", Namespace: "shop", Status: ship.Unhealthy,
+				Details: map[string]any{"mode": "audit", "violations": []string{"container web: securityContext.privileged is true"}}},
+			{ID: "f-api", Check: "no-privileged", Resource: "Deployment/shop/api", Namespace: "shop", Status: ship.Healthy,
+				Details: map[string]any{"mode": "audit"}},
 		}}
 	if _, err := st.Ingest(ctx, cl.ID, b, now); err != nil {
 		t.Fatal(err)
@@ -356,6 +362,7 @@ func TestBrowserReaderAndAdmin(t *testing.T) {
 	}{
 		{"/incidents", "#incident-table", "05-incidents", []string{"Web server spawned a shell on container web of pod shop/web-7d9f4", "prod"}},
 		{"/recommendations", "main", "07-recommendations", []string{"Recommendations"}},
+		{"/recommendations/no-privileged", "#finding-table", "07-recommendation", []string{"Deployment/shop/web", "securityContext.privileged is true", "1 unhealthy, 1 healthy"}},
 		{"/inventory", "#inventory-table", "08-inventory", []string{"node-3", "Deployment/shop/web", "registry.example.com/shop/web:1.4", "kernel=6.12.0"}},
 		{"/clusters", ".cluster", "09-clusters", []string{"prod", "connected", "installed", "failed", "BTF not found", "without", "dropped 17 events"}},
 	} {

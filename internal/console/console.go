@@ -29,13 +29,18 @@ type Store interface {
 	GetIncident(ctx context.Context, id string) (store.Incident, error)
 	IncidentSummary(ctx context.Context, id string) (store.Incident, error)
 	ListInventory(ctx context.Context, cluster, kind string) ([]store.InventoryRow, error)
+	SummarizeFindings(ctx context.Context, cluster string) ([]store.CheckSummary, error)
+	ListFindingsPage(ctx context.Context, f store.FindingFilter) (store.FindingPage, error)
 }
 
 // Recommendation is one workload-protection recommendation as the
-// Recommendations page shows it.
+// Recommendations page shows it, over every cluster (the pages narrow the
+// counts to one cluster themselves).
 type Recommendation struct {
 	ID          string
 	Title       string
+	Description string // optional, shown on the recommendation's page
+	Remediation string // optional, likewise
 	Mode        string // audit, deny or disabled (several: "audit/deny")
 	Severity    event.Severity
 	Healthy     int
@@ -112,6 +117,7 @@ func (c *Console) routes() {
 	page("GET /incidents", c.incidents)
 	page("GET /incidents/{id}", c.incident)
 	page("GET /recommendations", c.recommendations)
+	page("GET /recommendations/{id}", c.recommendation)
 	page("GET /inventory", c.inventory)
 	page("GET /clusters", c.clusters)
 	c.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"html"
 	"maps"
 	"net"
@@ -243,7 +244,7 @@ func TestSignedOut(t *testing.T) {
 	if loc := rec.Header().Get("Location"); loc != "" {
 		t.Errorf("htmx: Location %q, want none", loc)
 	}
-	for _, path := range []string{"/alerts/P1", "/incidents", "/incidents/x", "/recommendations", "/inventory", "/clusters"} {
+	for _, path := range []string{"/alerts/P1", "/incidents", "/incidents/x", "/recommendations", "/recommendations/x", "/inventory", "/clusters"} {
 		if rec := tc.do(http.MethodGet, path, "", nil); rec.Code != http.StatusSeeOther ||
 			!strings.HasPrefix(rec.Header().Get("Location"), "/login?next=") {
 			t.Errorf("GET %s signed out: %d %q", path, rec.Code, rec.Header().Get("Location"))
@@ -783,11 +784,64 @@ func TestPages(t *testing.T) {
 			t.Errorf("no empty state:\n%s", body)
 		}
 		body := withRecs.page("/recommendations", withRecs.reader, http.StatusOK)
-		for _, want := range []string{"Containers should not be privileged", "mode-audit", "<code>registries</code>", "Deployment/shop/web"} {
+		for _, want := range []string{"Containers should not be privileged", "mode-audit", "<code>registries</code>", "Deployment/shop/web",
+			`href="/recommendations/no-privileged"`, `<option value="dev" >dev</option>`} {
 			if !strings.Contains(body, want) {
 				t.Errorf("recommendations page lacks %s", want)
 			}
 		}
+	})
+	t.Run("recommendation", func(t *testing.T) {
+		rc := withRecs
+		var prod []ship.Finding
+		for i := range findingPageSize + 10 {
+			prod = append(prod, ship.Finding{ID: fmt.Sprintf("p%02d", i), Check: "no-privileged", Resource: fmt.Sprintf("Deployment/shop/w%02d", i),
+				Namespace: "shop", Status: ship.Unhealthy, Details: map[string]any{"mode": "deny", "violations": []string{fmt.Sprintf("container c%d: privileged", i)}}})
+		}
+		prod = append(prod, ship.Finding{ID: "ok", Check: "no-privileged", Resource: "Deployment/shop/fine", Status: ship.Healthy},
+			ship.Finding{ID: "x", Check: "no-privileged", Resource: "Deployment/shop/<script>x</script>", Status: ship.Unhealthy,
+				Details: map[string]any{"violations": []string{"<img src=x>"}}})
+		rc.ingest(rc.prod, ship.Batch{Findings: prod})
+		rc.ingest(rc.dev, ship.Batch{Findings: []ship.Finding{{ID: "d", Check: "no-privileged", Resource: "Deployment/tools/t", Namespace: "tools",
+			Status: ship.Unhealthy, Details: map[string]any{"mode": "audit", "violations": []string{"container t: privileged"}}}}})
+
+		// The list narrowed to one cluster links to its pages with the filter.
+		body := rc.page("/recommendations?cluster=dev", rc.reader, http.StatusOK)
+		for _, want := range []string{`href="/recommendations/no-privileged?cluster=dev"`, `<td class="num">0</td><td class="num">1</td>`,
+			"Deployment/tools/t", `<option value="dev" selected>dev</option>`} {
+			if !strings.Contains(body, want) {
+				t.Errorf("recommendations?cluster=dev lacks %s:\n%s", want, body)
+			}
+		}
+		// Every unhealthy resource, a page at a time, with its violations.
+		var resources []string
+		target := "/recommendations/no-privileged"
+		for pages := 0; target != ""; pages++ {
+			body = rc.page(target, rc.reader, http.StatusOK)
+			if pages == 0 && (!strings.Contains(body, `id="recommendation-title">Containers should not be privileged<`) ||
+				!strings.Contains(body, "container c0: privileged") || strings.Contains(body, "Deployment/shop/fine")) {
+				t.Fatalf("first page:\n%s", body)
+			}
+			if strings.Contains(body, "<script>x") || strings.Contains(body, "<img src=x>") {
+				t.Fatalf("a resource or violation is not escaped")
+			}
+			resources = append(resources, regexp.MustCompile(`<tr><td><code>([^<]*)</code>`).FindAllString(body, -1)...)
+			target = pageLink(body, "next-page")
+			if pages > 3 {
+				t.Fatal("too many pages")
+			}
+		}
+		if len(resources) != findingPageSize+12 {
+			t.Errorf("%d unhealthy resources listed, want %d", len(resources), findingPageSize+12)
+		}
+		body = rc.page("/recommendations/no-privileged?cluster=dev", rc.reader, http.StatusOK)
+		if !strings.Contains(body, "Deployment/tools/t") || strings.Contains(body, "Deployment/shop/") ||
+			!strings.Contains(body, `id="recommendation-counts">1 unhealthy, 0 healthy<`) || strings.Contains(body, `id="next-page"`) {
+			t.Errorf("cluster=dev:\n%s", body)
+		}
+		rc.page("/recommendations/no-such-check", rc.reader, http.StatusNotFound)
+		rc.page("/recommendations/no-privileged?cursor=bogus", rc.reader, http.StatusBadRequest)
+		rc.page("/recommendations/no-privileged", "", http.StatusSeeOther)
 	})
 	t.Run("inventory", func(t *testing.T) {
 		body := tc.page("/inventory", tc.reader, http.StatusOK)

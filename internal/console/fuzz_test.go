@@ -53,7 +53,7 @@ func FuzzConsoleRequests(f *testing.F) {
 		if err != nil {
 			return // not a query string a browser would send
 		}
-		for _, path := range []string{"/alerts", "/alerts/P1", "/incidents", "/inventory", "/clusters", "/recommendations"} {
+		for _, path := range []string{"/alerts", "/alerts/P1", "/incidents", "/inventory", "/clusters", "/recommendations", "/recommendations/no-privileged"} {
 			for _, token := range []string{tc.reader, tc.admin} {
 				rec := do(http.MethodGet, path+"?"+q.Encode(), token, nil)
 				if rec.Code >= 500 || (rec.Code != http.StatusOK && rec.Code != http.StatusBadRequest && rec.Code != http.StatusNotFound) {

@@ -17,7 +17,7 @@ import (
 )
 
 // pageNames are the templates that render a whole page inside layout.html.
-var pageNames = []string{"login", "error", "alerts", "alert", "incidents", "incident", "recommendations", "inventory", "clusters"}
+var pageNames = []string{"login", "error", "alerts", "alert", "incidents", "incident", "recommendations", "recommendation", "inventory", "clusters"}
 
 // parseTemplates parses layout.html with each page, so that each page
 // defines its own "title" and "content".

@@ -40,6 +40,14 @@ type Batch struct {
 	Health    []Health        `json:"health,omitempty"`
 	Inventory []InventoryItem `json:"inventory,omitempty"`
 	Findings  []Finding       `json:"findings,omitempty"`
+	// CompletedScans are scanner runs (Finding.Scan) the sender has sent
+	// every finding of, up to and including this batch. After it has
+	// applied the batch's findings, the server deletes, for each id in
+	// turn, the cluster's findings whose Scan differs: what older runs,
+	// workloads deleted while no scanner ran and manual scans left
+	// behind. A sender names at most one run per batch (two different
+	// ids in one batch would delete every finding).
+	CompletedScans []string `json:"completed_scans,omitempty"`
 }
 
 // Health is a component's state as it reports it: State is pending,
@@ -72,13 +80,23 @@ type InventoryItem struct {
 	Attrs     map[string]string `json:"attrs,omitempty"`
 }
 
-// Finding statuses.
+// Finding statuses. Removed is not a result but a retraction: the resource
+// is gone (its workload was deleted, or the check no longer applies to it)
+// and the server deletes the finding with that id.
 const (
 	Healthy   = "healthy"
 	Unhealthy = "unhealthy"
+	Removed   = "removed"
 )
 
-// Finding is the result of one posture check on one resource.
+// MaxCompletedScans bounds Batch.CompletedScans.
+const MaxCompletedScans = 16
+
+// Finding is the result of one posture check on one resource. ID is the
+// sender's stable key for (check, resource): the server keeps one finding
+// per cluster and ID, and within one batch the last finding of an ID wins.
+// A Removed finding needs only its ID. Details["mode"] (a string: audit,
+// deny) is the mode the check runs in.
 type Finding struct {
 	ID        string         `json:"id"`
 	Check     string         `json:"check"`
@@ -86,6 +104,9 @@ type Finding struct {
 	Namespace string         `json:"namespace,omitempty"`
 	Status    string         `json:"status"`
 	Details   map[string]any `json:"details,omitempty"`
+	// Scan is the id (a ULID) of the scanner run that made the finding;
+	// empty for one-off scans. See Batch.CompletedScans.
+	Scan string `json:"scan,omitempty"`
 }
 
 // DecodeBatch reads one batch from untrusted input and validates it. It
@@ -187,6 +208,14 @@ func (b *Batch) Validate() error {
 			return fmt.Errorf("findings[%d].%w", i, err)
 		}
 	}
+	if len(b.CompletedScans) > MaxCompletedScans {
+		return fmt.Errorf("completed_scans: %d ids, at most %d per batch", len(b.CompletedScans), MaxCompletedScans)
+	}
+	for i, id := range b.CompletedScans {
+		if err := checkScan(id); err != nil {
+			return fmt.Errorf("completed_scans[%d]: %w", i, err)
+		}
+	}
 	return nil
 }
 
@@ -243,13 +272,30 @@ func (f *Finding) validate() error {
 	if len(f.ID) > maxIDLen {
 		return fmt.Errorf("id: longer than %d bytes", maxIDLen)
 	}
+	if f.Scan != "" {
+		if err := checkID(f.Scan); err != nil {
+			return fmt.Errorf("scan: %w", err)
+		}
+	}
+	switch f.Status {
+	case Removed:
+		return nil
+	case Healthy, Unhealthy:
+	default:
+		return fmt.Errorf("status: %q is not healthy, unhealthy or removed", clip(f.Status))
+	}
 	if f.Check == "" {
 		return errors.New("check: required")
 	}
-	if f.Status != Healthy && f.Status != Unhealthy {
-		return fmt.Errorf("status: %q is not healthy or unhealthy", clip(f.Status))
-	}
 	return nil
+}
+
+// checkScan checks a scanner run id of Batch.CompletedScans.
+func checkScan(id string) error {
+	if id == "" {
+		return errors.New("required")
+	}
+	return checkID(id)
 }
 
 // checkID accepts 1..128 visible ASCII characters, which covers ULIDs and

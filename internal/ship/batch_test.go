@@ -69,15 +69,18 @@ func item0(m map[string]any, k string) map[string]any {
 
 func TestDecodeBatchAccepts(t *testing.T) {
 	for name, body := range map[string]string{
-		"full":                encode(t, validBatch()),
-		"minimal":             `{"batch_id":"01JDQ3ZK6T0000000000000000"}`,
-		"not a ULID":          `{"batch_id":"sensor-node-1-42"}`,
-		"trailing whitespace": encode(t, validBatch()) + " \n\t",
-		"empty lists":         `{"batch_id":"b","alerts":[],"health":[],"inventory":[],"findings":[]}`,
-		"null lists":          `{"batch_id":"b","alerts":null}`,
-		"status omitted":      encode(t, with(func(m map[string]any) { delete(alert0(m), "status") })),
-		"max alerts":          manyAlerts(MaxBatchAlerts),
-		"128-byte ids":        fmt.Sprintf(`{"batch_id":%q,"alerts":[{"id":%q,"rule":"r","severity":"low"}]}`, strings.Repeat("b", 128), strings.Repeat("a", 128)),
+		"full":                 encode(t, validBatch()),
+		"minimal":              `{"batch_id":"01JDQ3ZK6T0000000000000000"}`,
+		"not a ULID":           `{"batch_id":"sensor-node-1-42"}`,
+		"trailing whitespace":  encode(t, validBatch()) + " \n\t",
+		"empty lists":          `{"batch_id":"b","alerts":[],"health":[],"inventory":[],"findings":[]}`,
+		"removed finding":      `{"batch_id":"b","findings":[{"id":"f","status":"removed"},{"id":"g","check":"c","resource":"r","status":"removed","scan":"01JDQ3ZK6T0000000000000000"}]}`,
+		"scans":                `{"batch_id":"b","findings":[{"id":"f","check":"c","resource":"r","status":"healthy","scan":"01JDQ3ZK6T0000000000000000"}],"completed_scans":["01JDQ3ZK6T0000000000000000"]}`,
+		"only completed scans": `{"batch_id":"b","completed_scans":["s1"]}`,
+		"null lists":           `{"batch_id":"b","alerts":null}`,
+		"status omitted":       encode(t, with(func(m map[string]any) { delete(alert0(m), "status") })),
+		"max alerts":           manyAlerts(MaxBatchAlerts),
+		"128-byte ids":         fmt.Sprintf(`{"batch_id":%q,"alerts":[{"id":%q,"rule":"r","severity":"low"}]}`, strings.Repeat("b", 128), strings.Repeat("a", 128)),
 		"evidence of any type": encode(t, with(func(m map[string]any) {
 			alert0(m)["evidence"] = map[string]any{"a": []any{1, "x", nil, map[string]any{"b": true}}}
 		})),
@@ -181,6 +184,15 @@ func TestDecodeBatchRejects(t *testing.T) {
 		{"finding id missing", encode(t, with(func(m map[string]any) { delete(item0(m, "findings"), "id") })), "findings[0].id: required"},
 		{"finding id too long", encode(t, with(func(m map[string]any) { item0(m, "findings")["id"] = strings.Repeat("f", 129) })), "findings[0].id: longer than 128"},
 		{"finding check missing", encode(t, with(func(m map[string]any) { delete(item0(m, "findings"), "check") })), "findings[0].check: required"},
+		{"removed finding id missing", `{"batch_id":"b","findings":[{"status":"removed"}]}`, "findings[0].id: required"},
+		{"finding scan not visible ASCII", encode(t, with(func(m map[string]any) { item0(m, "findings")["scan"] = "a b" })), "findings[0].scan: byte 1"},
+		{"finding scan too long", encode(t, with(func(m map[string]any) { item0(m, "findings")["scan"] = strings.Repeat("s", 129) })), "findings[0].scan: longer than 128"},
+		{"finding scan not a string", encode(t, with(func(m map[string]any) { item0(m, "findings")["scan"] = 1 })), "findings[0].scan"},
+		{"completed scan empty", `{"batch_id":"b","completed_scans":[""]}`, "completed_scans[0]: required"},
+		{"completed scan bad", `{"batch_id":"b","completed_scans":["ok","x\u0000"]}`, "completed_scans[1]: byte 1"},
+		{"completed scans not strings", `{"batch_id":"b","completed_scans":[1]}`, "completed_scans[0]"},
+		{"completed scans not a list", `{"batch_id":"b","completed_scans":"s"}`, "completed_scans"},
+		{"too many completed scans", `{"batch_id":"b","completed_scans":[` + strings.Repeat(`"s",`, MaxCompletedScans) + `"s"]}`, "completed_scans: 17 ids"},
 		{"finding status unknown", encode(t, with(func(m map[string]any) { item0(m, "findings")["status"] = "fine" })), "findings[0].status: \"fine\""},
 	}
 	for _, tt := range tests {
@@ -239,6 +251,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"batch_id":"b","alerts":[{"id":"a","rule":"r","severity":"low"}]}`))
 	f.Add([]byte(`{"batch_id":"b","health":[{"component":"sensor","state":"failed","health":{"mode":"netlink"}}]}`))
 	f.Add([]byte(`{"batch_id":"b","inventory":[{"kind":"pod","name":"p","attrs":{"a":"b"}}],"findings":[{"id":"f","check":"c","resource":"r","status":"healthy","details":{"x":[1,{"y":null}]}}]}`))
+	f.Add([]byte(`{"batch_id":"b","findings":[{"id":"f","status":"removed","scan":"01JDQ3ZK6T0000000000000000"},{"id":"f","check":"c","status":"unhealthy"}],"completed_scans":["01JDQ3ZK6T0000000000000000"]}`))
+	f.Add([]byte(`{"batch_id":"b","completed_scans":["",null,1]}`))
 	f.Add([]byte(`{"batch_id":"b","batch_id":"c"}`))
 	f.Add([]byte(`{"BATCH_ID":"b"}`))
 	f.Add([]byte(`{"batch_id":"b"} {}`))

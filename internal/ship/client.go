@@ -145,6 +145,9 @@ type Client struct {
 	dropWarned  bool
 	stats       Stats
 
+	// cutMu makes cuts one at a time, so that batches are spooled (and so
+	// sent) in the order their items were queued.
+	cutMu   sync.Mutex
 	spoolMu sync.Mutex
 	spool   *spool
 
@@ -159,6 +162,9 @@ type queued struct {
 	count uint64
 	last  time.Time
 	raw   json.RawMessage
+	// complete marks, in the findings queue, a ScanComplete: raw is the
+	// scan id as a JSON string.
+	complete bool
 }
 
 // Open checks cfg, builds the HTTP client and opens the spool, whose
@@ -405,22 +411,40 @@ func (c *Client) Inventory(items []InventoryItem) {
 			c.dropItem("inventory item", err, false)
 			continue
 		}
-		c.queueOther(&c.inventory, "inventory item", &items[i])
+		c.queueOther(&c.inventory, "inventory item", &items[i], false)
 	}
 }
 
-// Findings queues posture findings; invalid ones are logged and skipped.
+// Findings queues posture findings (Removed ones included); invalid ones
+// are logged and skipped. Findings reach the server in the order they were
+// queued, through batches and the spool, so the last one queued for an id
+// is the one that stays.
 func (c *Client) Findings(findings []Finding) {
 	for i := range findings {
 		if err := findings[i].validate(); err != nil {
 			c.dropItem("finding", err, false)
 			continue
 		}
-		c.queueOther(&c.findings, "finding", &findings[i])
+		c.queueOther(&c.findings, "finding", &findings[i], false)
 	}
 }
 
-func (c *Client) queueOther(q *[]queued, what string, v any) {
+// ScanComplete says that every finding of scanner run scan has been
+// queued: the server then deletes the cluster's findings of other runs
+// (Batch.CompletedScans). The marker travels in the batch that holds the
+// last findings queued before it, or a later one, and never with findings
+// queued after it, so a next run may start at once. An invalid id is
+// logged and skipped. A finding the client had to drop (the spool bound,
+// a batch refused for good) is missing until the next run sends it again.
+func (c *Client) ScanComplete(scan string) {
+	if err := checkScan(scan); err != nil {
+		c.dropItem("scan completion", fmt.Errorf("scan: %w", err), false)
+		return
+	}
+	c.queueOther(&c.findings, "scan completion", scan, true)
+}
+
+func (c *Client) queueOther(q *[]queued, what string, v any, complete bool) {
 	raw, err := json.Marshal(v)
 	if err != nil || len(raw) >= batchBudget {
 		c.dropItem(what, errors.New("cannot encode within a batch"), false)
@@ -432,7 +456,7 @@ func (c *Client) queueOther(q *[]queued, what string, v any) {
 		c.dropItem(what, errors.New("memory queue full or client closed"), false)
 		return
 	}
-	*q = append(*q, queued{raw: raw})
+	*q = append(*q, queued{raw: raw, complete: complete})
 	c.queuedBytes += len(raw)
 	full := c.fullLocked()
 	c.mu.Unlock()
@@ -614,7 +638,11 @@ func (c *Client) Sync() error { return c.cut(true) }
 // cut moves queued items into batches and spools them: every queued item
 // when all is set, else only full batches. If the spool cannot be written
 // the items go back to the front of the queue and cut returns the error.
+// Cuts run one at a time, so each queue's items are spooled in order; a
+// batch's findings end at its first scan completion (takeFindings).
 func (c *Client) cut(all bool) error {
+	c.cutMu.Lock()
+	defer c.cutMu.Unlock()
 	for {
 		c.mu.Lock()
 		n := len(c.alerts) + len(c.health) + len(c.inventory) + len(c.findings)
@@ -627,7 +655,7 @@ func (c *Client) cut(all bool) error {
 		t.alerts, budget = takeItems(&c.alerts, budget, c.cfg.BatchSize)
 		t.health, budget = takeItems(&c.health, budget, len(c.health))
 		t.inventory, budget = takeItems(&c.inventory, budget, len(c.inventory))
-		t.findings, _ = takeItems(&c.findings, budget, len(c.findings))
+		t.findings = takeFindings(&c.findings, budget)
 		c.queuedBytes -= t.bytes()
 		c.reindexLocked()
 		c.dropWarned = false
@@ -673,6 +701,22 @@ func takeItems(q *[]queued, budget, limit int) ([]queued, int) {
 	copy(out, (*q)[:n])
 	*q = append((*q)[:0], (*q)[n:]...)
 	return out, budget
+}
+
+// takeFindings is takeItems for the findings queue, which also stops after
+// the first scan completion: the server applies a batch's completions
+// after all of its findings, so findings queued after a completion must
+// travel in a later batch.
+func takeFindings(q *[]queued, budget int) []queued {
+	limit := len(*q)
+	for i, f := range *q {
+		if f.complete {
+			limit = i + 1
+			break
+		}
+	}
+	out, _ := takeItems(q, budget, limit)
+	return out
 }
 
 func (c *Client) reindexLocked() {
@@ -739,12 +783,14 @@ func encodeBatch(id, node, component string, at time.Time, t *taken) []byte {
 	ts, _ := at.MarshalJSON()
 	b.Write(ts)
 	for _, f := range []struct {
-		name  string
-		items []queued
-	}{{"alerts", t.alerts}, {"health", t.health}, {"inventory", t.inventory}, {"findings", t.findings}} {
+		name     string
+		items    []queued
+		complete bool
+	}{{"alerts", t.alerts, false}, {"health", t.health, false}, {"inventory", t.inventory, false},
+		{"findings", t.findings, false}, {"completed_scans", t.findings, true}} {
 		first := true
 		for _, q := range f.items {
-			if q.raw == nil { // the heartbeat's placeholder
+			if q.raw == nil || q.complete != f.complete { // nil: the heartbeat's placeholder
 				continue
 			}
 			if first {

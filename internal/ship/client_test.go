@@ -38,6 +38,9 @@ type ingestServer struct {
 	counts    map[string]uint64 // upserted count per alert id
 	health    []Health
 	bodySizes []int
+	// findings holds, per stored batch with findings or completed scans,
+	// "f:<id>" per finding and then "c:<scan>" per completed scan.
+	findings [][]string
 	// intercept, when set, may answer a request itself (return true),
 	// after the batch was decoded and before or after it is stored.
 	intercept func(w http.ResponseWriter, r *http.Request, b *Batch, n int) bool
@@ -90,6 +93,16 @@ func (s *ingestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.counts[a.ID] = max(s.counts[a.ID], a.Count)
 		}
 		s.health = append(s.health, b.Health...)
+		var fs []string
+		for _, f := range b.Findings {
+			fs = append(fs, "f:"+f.ID)
+		}
+		for _, scan := range b.CompletedScans {
+			fs = append(fs, "c:"+scan)
+		}
+		if fs != nil {
+			s.findings = append(s.findings, fs)
+		}
 	}
 	if s.after != nil && s.after(w, r, b, n) {
 		return
@@ -797,5 +810,91 @@ func BenchmarkClientThroughput(b *testing.B) {
 	<-done
 	if s := c.Stats(); s.DroppedAlerts != 0 {
 		b.Fatalf("dropped %d", s.DroppedAlerts)
+	}
+}
+
+// TestFindingsKeepTheirOrder queues findings that take several batches,
+// then a scan completion, then the next run's findings, while the server is
+// down (so everything goes through the spool) and while Sync cuts batches
+// from another goroutine: the server must receive the findings in the
+// order queued, each once, and the completion in the batch of the last
+// finding before it or later, never with a finding queued after it.
+func TestFindingsKeepTheirOrder(t *testing.T) {
+	addr := reserveAddr(t)
+	cfg := testConfig(t, "http://"+addr, t.TempDir())
+	c := openClient(t, cfg)
+	runClient(t, c)
+
+	blob := strings.Repeat("x", 100<<10)
+	var want []string
+	finding := func(i int, scan string) Finding {
+		f := Finding{ID: fmt.Sprintf("f-%04d", i%150), Check: "no-privileged", Resource: fmt.Sprintf("Deployment/shop/w%d", i),
+			Status: Unhealthy, Scan: scan, Details: map[string]any{"blob": blob}}
+		if i%7 == 3 {
+			f = Finding{ID: f.ID, Status: Removed, Scan: scan}
+		}
+		want = append(want, "f:"+f.ID)
+		return f
+	}
+	stopSync := make(chan struct{})
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		for {
+			select {
+			case <-stopSync:
+				return
+			default:
+				if err := c.Sync(); err != nil {
+					t.Error(err)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	for i := range 200 { // about 20 MB: at least three batches
+		c.Findings([]Finding{finding(i, "01SCAN1")})
+	}
+	c.ScanComplete("01SCAN1")
+	want = append(want, "c:01SCAN1")
+	for i := 200; i < 230; i++ {
+		c.Findings([]Finding{finding(i, "01SCAN2")})
+	}
+	c.ScanComplete("01SCAN2")
+	want = append(want, "c:01SCAN2")
+	c.ScanComplete("bad scan id") // refused on the way in
+	close(stopSync)
+	<-syncDone
+	waitFor(t, "spooled", func() bool { return c.queueEmpty() && c.Stats().SpoolBatches >= 4 })
+
+	srv := newIngestServer(t)
+	srv.intercept = func(w http.ResponseWriter, r *http.Request, b *Batch, n int) bool {
+		if n%3 == 1 { // every batch is retried at least once
+			w.Header().Set("Retry-After", "0")
+			http.Error(w, `{"error":"try again"}`, http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	}
+	startServerAt(t, addr, srv)
+	waitFor(t, "delivery", func() bool { return c.Stats().SpoolBatches == 0 && c.queueEmpty() })
+
+	srv.mu.Lock()
+	batches := slices.Clone(srv.findings)
+	srv.mu.Unlock()
+	var got []string
+	for i, b := range batches {
+		for j, item := range b {
+			if strings.HasPrefix(item, "c:") && j != len(b)-1 {
+				t.Errorf("batch %d: completion %s is followed by %v in its batch", i, item, b[j+1:])
+			}
+		}
+		got = append(got, b...)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("server got %d items, want %d in order; first difference at %d", len(got), len(want), firstDiff(got, want))
+	}
+	if len(batches) < 4 {
+		t.Fatalf("%d batches; the test wants findings spanning several", len(batches))
 	}
 }

@@ -13,5 +13,8 @@
 // optional HTTP(S) proxy. A batch leaves the spool only when the server
 // acknowledged it or refused it for good, so a crash or an outage of the
 // server loses nothing but what the bounded spool had to drop, and a batch
-// resent after a lost acknowledgement carries the same batch id.
+// resent after a lost acknowledgement carries the same batch id. Findings
+// and scan completions (Client.ScanComplete) keep the order they were
+// queued in, which the server relies on to retire the findings of older
+// scanner runs.
 package ship

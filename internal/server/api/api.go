@@ -40,6 +40,10 @@ type Store interface {
 	GetIncident(ctx context.Context, id string) (store.Incident, error)
 	ListInventory(ctx context.Context, cluster, kind string) ([]store.InventoryRow, error)
 	SummarizeFindings(ctx context.Context, cluster string) ([]store.CheckSummary, error)
+	ListFindingsPage(ctx context.Context, f store.FindingFilter) (store.FindingPage, error)
+	EffectivePostureConfig(ctx context.Context, clusterID string) (store.PostureConfig, error)
+	PutPostureConfig(ctx context.Context, clusterID, body, actor string, now time.Time) (store.PostureConfig, error)
+	DeletePostureConfig(ctx context.Context, clusterID string) error
 }
 
 // Config configures the API.
@@ -113,12 +117,16 @@ func (s *Server) routes() {
 	h("GET /api/v1/incidents", read, s.listIncidents)
 	h("GET /api/v1/incidents/{id}", read, s.getIncident)
 	h("GET /api/v1/recommendations", read, s.listRecommendations)
+	h("GET /api/v1/recommendations/{id}", read, s.getRecommendation)
 	h("GET /api/v1/inventory", read, s.listInventory)
 	h("GET /api/v1/clusters", read, s.listClusters)
 	h("POST /api/v1/clusters", admin, s.createCluster)
 	h("POST /api/v1/tokens", admin, s.createToken)
 	h("GET /api/v1/exports", admin, s.listExports)
 	h("GET /api/v1/exceptions", append([]store.Role{store.RoleAdmin}, cluster...), s.listExceptions)
+	h("GET /api/v1/posture/config", []store.Role{store.RoleAdmin, store.RoleReader, store.RoleCluster}, s.getPostureConfig)
+	h("PUT /api/v1/posture/config", admin, s.putPostureConfig)
+	h("DELETE /api/v1/posture/config", admin, s.deletePostureConfig)
 	h("POST /api/v1/ingest", cluster, s.ingest)
 	h("POST /api/v1/audit", cluster, s.audit)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

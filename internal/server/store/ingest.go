@@ -27,7 +27,11 @@ type IngestResult struct {
 	NewAlerts int `json:"new_alerts"`
 	Health    int `json:"health"`
 	Inventory int `json:"inventory"`
-	Findings  int `json:"findings"`
+	// Findings is how many findings the batch held (removed ones too),
+	// FindingsDeleted how many stored findings it deleted: removed ones
+	// and those of scans other than a completed one.
+	Findings        int `json:"findings"`
+	FindingsDeleted int `json:"findings_deleted"`
 }
 
 // IncidentWindow is how close in time an alert must be to an open incident
@@ -52,7 +56,10 @@ const batchMemory = 7 * 24 * time.Hour
 //     IncidentWindow of it, or opens one;
 //   - health entries upsert components and are the cluster's heartbeat
 //     (last_seen = now);
-//   - inventory items upsert by (kind, namespace, name), findings by id.
+//   - inventory items upsert by (kind, namespace, name);
+//   - findings upsert by id, in batch order: the last finding of an id
+//     wins, and a removed one deletes it; then each completed scan deletes
+//     the cluster's findings whose scan differs.
 //
 // An unknown cluster gives ErrNotFound, an invalid batch ErrInvalid.
 func (s *Store) Ingest(ctx context.Context, clusterID string, b *ship.Batch, now time.Time) (IngestResult, error) {
@@ -123,7 +130,7 @@ func (s *Store) Ingest(ctx context.Context, clusterID string, b *ship.Batch, now
 	if res.Inventory, err = s.ingestInventory(ctx, tx, clusterID, b.Inventory, now); err != nil {
 		return res, err
 	}
-	if res.Findings, err = s.ingestFindings(ctx, tx, clusterID, b.Findings, now); err != nil {
+	if res.Findings, res.FindingsDeleted, err = s.ingestFindings(ctx, tx, clusterID, b.Findings, b.CompletedScans, now); err != nil {
 		return res, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -648,39 +655,69 @@ func (s *Store) ingestInventory(ctx context.Context, tx *sql.Tx, clusterID strin
 	return len(items), nil
 }
 
-func (s *Store) ingestFindings(ctx context.Context, tx *sql.Tx, clusterID string, fs []ship.Finding, now time.Time) (int, error) {
-	if len(fs) == 0 {
-		return 0, nil
+// ingestFindings applies a batch's findings (the last one of an id wins:
+// stored, or deleted when it is removed), then its completed scans.
+func (s *Store) ingestFindings(ctx context.Context, tx *sql.Tx, clusterID string, fs []ship.Finding, completed []string, now time.Time) (n, deleted int, err error) {
+	if len(fs) == 0 && len(completed) == 0 {
+		return 0, 0, nil
 	}
-	const cols = 8
-	idx := map[string]int{}
+	last := make(map[string]int, len(fs))
+	for i, f := range fs {
+		last[f.ID] = i
+	}
+	const cols = 10
 	var args []any
-	for _, f := range fs {
+	var removed []any
+	for i, f := range fs {
+		if last[f.ID] != i {
+			continue
+		}
+		if f.Status == ship.Removed {
+			removed = append(removed, f.ID)
+			continue
+		}
 		var details string
 		if len(f.Details) > 0 {
 			j, err := json.Marshal(f.Details)
 			if err != nil {
-				return 0, fmt.Errorf("ingest findings: %w", err)
+				return 0, 0, fmt.Errorf("ingest findings: %w", err)
 			}
 			details = string(j)
 		}
-		row := []any{clusterID, f.ID, f.Check, f.Resource, f.Namespace, f.Status, details, ts(now)}
-		if i, ok := idx[f.ID]; ok {
-			copy(args[i*cols:], row)
-			continue
-		}
-		idx[f.ID] = len(args) / cols
-		args = append(args, row...)
+		mode, _ := f.Details["mode"].(string)
+		args = append(args, clusterID, f.ID, f.Check, f.Resource, f.Namespace, f.Status, details, ts(now), f.Scan, mode)
 	}
 	for start := 0; start < len(args); start += cols * 1000 {
 		chunk := args[start:min(start+cols*1000, len(args))]
-		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO findings (cluster_id, id, check_id, resource, namespace, status, details, last_seen)
+		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO findings (cluster_id, id, check_id, resource, namespace, status, details, last_seen, scan, mode)
 			VALUES `+placeholders(cols, len(chunk)/cols)+`
 			ON CONFLICT (cluster_id, id) DO UPDATE SET check_id = excluded.check_id, resource = excluded.resource,
 				namespace = excluded.namespace, status = excluded.status, details = excluded.details,
-				last_seen = excluded.last_seen`), chunk...); err != nil {
-			return 0, fmt.Errorf("ingest findings: %w", err)
+				last_seen = excluded.last_seen, scan = excluded.scan, mode = excluded.mode`), chunk...); err != nil {
+			return 0, 0, fmt.Errorf("ingest findings: %w", err)
 		}
 	}
-	return len(fs), nil
+	for start := 0; start < len(removed); start += 1000 {
+		chunk := removed[start:min(start+1000, len(removed))]
+		r, err := tx.ExecContext(ctx, s.d.q("DELETE FROM findings WHERE cluster_id = ? AND id IN ("+inList(len(chunk))+")"),
+			append([]any{clusterID}, chunk...)...)
+		if err != nil {
+			return 0, 0, fmt.Errorf("ingest findings: remove: %w", err)
+		}
+		k, _ := r.RowsAffected()
+		deleted += int(k)
+	}
+	for _, scan := range completed {
+		// Two ranges of findings_scan: the completed scan's own rows,
+		// usually all of them, are not read.
+		for _, cond := range []string{"scan < ?", "scan > ?"} {
+			r, err := tx.ExecContext(ctx, s.d.q("DELETE FROM findings WHERE cluster_id = ? AND "+cond), clusterID, scan)
+			if err != nil {
+				return 0, 0, fmt.Errorf("ingest findings: completed scan: %w", err)
+			}
+			k, _ := r.RowsAffected()
+			deleted += int(k)
+		}
+	}
+	return len(fs), deleted, nil
 }

@@ -280,6 +280,7 @@ type migration struct {
 // migrationSteps are the Go steps of migrations, by version.
 var migrationSteps = map[int]func(context.Context, *sql.Tx, dialect) error{
 	3: backfillAlertTexts,
+	4: backfillFindingModes,
 }
 
 func migrations() ([]migration, error) {

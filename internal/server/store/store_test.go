@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -197,8 +199,12 @@ func TestMigrations(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if v := SchemaVersion(); !strings.HasPrefix(v, "3-") {
-		t.Errorf("SchemaVersion() = %q", v)
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := SchemaVersion(); !strings.HasPrefix(v, strconv.Itoa(ms[len(ms)-1].version)+"-") {
+		t.Errorf("SchemaVersion() = %q, newest migration %s", v, ms[len(ms)-1].name)
 	}
 }
 
@@ -1403,5 +1409,239 @@ func TestSummarizeFindings(t *testing.T) {
 		if len(one) != 2 || one[0].Unhealthy != 1 || !slices.Equal(one[0].Modes, []string{"deny"}) {
 			t.Fatalf("prod: %+v", one)
 		}
+		if !slices.Equal(all[0].Modes, []string{"audit", "deny"}) || !slices.Equal(all[0].Resources, []string{"Deployment/dev/tool", "Deployment/shop/web"}) {
+			t.Fatalf("modes and resources are sorted: %+v", all[0])
+		}
+		if none, err := e.SummarizeFindings(ctx, "nope"); err != nil || len(none) != 0 {
+			t.Fatalf("unknown cluster: %+v %v", none, err)
+		}
+
+		// Many failing resources: the first MaxSummaryResources in order;
+		// a mode that is not a string counts as none.
+		var many []ship.Finding
+		for i := range MaxSummaryResources + 20 {
+			fi := f("run-as-non-root", fmt.Sprintf("Deployment/shop/w%03d", MaxSummaryResources+20-i), ship.Unhealthy, "audit")
+			if i%2 == 0 {
+				fi.Details["mode"] = 7
+			}
+			many = append(many, fi)
+		}
+		mustIngest(t, e.Store, dev.ID, &ship.Batch{BatchID: "f3", Findings: many}, t0)
+		all, err = e.SummarizeFindings(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rn := all[2]
+		if rn.Check != "run-as-non-root" || rn.Unhealthy != MaxSummaryResources+20 || len(rn.Resources) != MaxSummaryResources ||
+			rn.Resources[0] != "Deployment/shop/w001" || rn.Resources[MaxSummaryResources-1] != "Deployment/shop/w100" ||
+			!slices.Equal(rn.Modes, []string{"audit"}) {
+			t.Fatalf("run-as-non-root: %+v", rn)
+		}
+		if fs, _ := e.ListFindings(ctx, "dev", "run-as-non-root"); len(fs) != MaxSummaryResources+20 || fs[0].Mode != "audit" && fs[0].Mode != "" {
+			t.Fatalf("list: %d", len(fs))
+		}
+
+		// Rows stored before migration 4 get their mode from the backfill.
+		if _, err := e.w.ExecContext(ctx, "UPDATE findings SET mode = ''"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.w.ExecContext(ctx, e.d.q("INSERT INTO findings (cluster_id, id, check_id, status, last_seen) VALUES (?, 'bare', 'no-privileged', 'healthy', 1)"), prod.ID); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := e.w.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := backfillFindingModes(ctx, tx, e.d); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		after, err := e.SummarizeFindings(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(after[0].Modes, []string{"audit", "deny"}) || after[0].Healthy != 2 || !slices.Equal(after[2].Modes, []string{"audit"}) {
+			t.Fatalf("after backfill: %+v", after)
+		}
 	})
 }
+
+func TestFindingsLifecycle(t *testing.T) {
+	eachDB(t, func(t *testing.T, e env) {
+		prod, _ := mustCluster(t, e.Store, "prod")
+		dev, _ := mustCluster(t, e.Store, "dev")
+		f := func(id, status, scan string) ship.Finding {
+			return ship.Finding{ID: id, Check: "no-privileged", Resource: "Deployment/shop/" + id, Status: status, Scan: scan,
+				Details: map[string]any{"mode": "audit"}}
+		}
+		ids := func(cluster string) []string {
+			t.Helper()
+			fs, err := e.ListFindings(ctx, cluster, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, f := range fs {
+				out = append(out, f.ID+"@"+f.Scan)
+			}
+			return out
+		}
+		// A manual scan, then a scanner run: later findings of an id win,
+		// removed ones delete, in batch order.
+		mustIngest(t, e.Store, prod.ID, &ship.Batch{BatchID: "b1", Findings: []ship.Finding{
+			f("manual", ship.Unhealthy, ""), f("a", ship.Unhealthy, ""), f("gone", ship.Healthy, ""),
+		}}, t0)
+		mustIngest(t, e.Store, dev.ID, &ship.Batch{BatchID: "d1", Findings: []ship.Finding{f("a", ship.Unhealthy, "")}}, t0)
+		res, err := e.Ingest(ctx, prod.ID, &ship.Batch{BatchID: "b2", Findings: []ship.Finding{
+			f("a", ship.Healthy, "S1"),
+			{ID: "a", Status: ship.Removed, Scan: "S1"}, // removed after an upsert: deleted
+			f("b", ship.Unhealthy, "S1"),
+			{ID: "c", Status: ship.Removed},
+			f("c", ship.Unhealthy, "S1"), // upsert after removed: re-created
+			{ID: "gone", Check: "no-privileged", Status: ship.Removed},
+			{ID: "never-stored", Status: ship.Removed},
+		}}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Findings != 7 || res.FindingsDeleted != 2 {
+			t.Fatalf("result %+v", res)
+		}
+		if got := ids("prod"); !slices.Equal(got, []string{"b@S1", "c@S1", "manual@"}) {
+			t.Fatalf("after b2: %v", got)
+		}
+		// Completing S1 deletes the cluster's findings of other scans,
+		// after the batch's own findings; other clusters keep theirs.
+		res, err = e.Ingest(ctx, prod.ID, &ship.Batch{BatchID: "b3", Findings: []ship.Finding{f("d", ship.Healthy, "S1")},
+			CompletedScans: []string{"S1"}}, t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.FindingsDeleted != 1 {
+			t.Fatalf("result %+v", res)
+		}
+		if got := ids("prod"); !slices.Equal(got, []string{"b@S1", "c@S1", "d@S1"}) {
+			t.Fatalf("after completing S1: %v", got)
+		}
+		if got := ids("dev"); !slices.Equal(got, []string{"a@"}) {
+			t.Fatalf("dev: %v", got)
+		}
+		// The next run re-reports b only, then completes: c and d are gone.
+		mustIngest(t, e.Store, prod.ID, &ship.Batch{BatchID: "b4", Findings: []ship.Finding{f("b", ship.Healthy, "S2")}}, t0)
+		mustIngest(t, e.Store, prod.ID, &ship.Batch{BatchID: "b5", CompletedScans: []string{"S2"}}, t0)
+		if got := ids("prod"); !slices.Equal(got, []string{"b@S2"}) {
+			t.Fatalf("after completing S2: %v", got)
+		}
+		// A retried batch is skipped whole, its completion included.
+		mustIngest(t, e.Store, prod.ID, &ship.Batch{BatchID: "b6", Findings: []ship.Finding{f("e", ship.Healthy, "S3")}}, t0)
+		if res, err := e.Ingest(ctx, prod.ID, &ship.Batch{BatchID: "b5", CompletedScans: []string{"S2"}}, t0); err != nil || !res.Duplicate {
+			t.Fatalf("retry: %+v %v", res, err)
+		}
+		if got := ids("prod"); !slices.Equal(got, []string{"b@S2", "e@S3"}) {
+			t.Fatalf("after the retry: %v", got)
+		}
+	})
+}
+
+func TestListFindingsPage(t *testing.T) {
+	eachDB(t, func(t *testing.T, e env) {
+		prod, _ := mustCluster(t, e.Store, "prod")
+		dev, _ := mustCluster(t, e.Store, "dev")
+		var want []string // every no-privileged finding in list order: resource, cluster, id
+		for _, c := range []clusterRef{{prod.ID, "prod"}, {dev.ID, "dev"}} {
+			var fs []ship.Finding
+			for i := range 45 {
+				status := ship.Healthy
+				if i%3 == 0 {
+					status = ship.Unhealthy
+				}
+				ns := []string{"shop", "kube-system"}[i%2]
+				res := fmt.Sprintf("Deployment/%s/w%02d", ns, i%20) // resources repeat: the id breaks ties
+				fs = append(fs, ship.Finding{ID: fmt.Sprintf("f%02d", i), Check: "no-privileged", Resource: res, Namespace: ns,
+					Status: status, Details: map[string]any{"mode": "deny", "violations": []any{"privileged: true"}}})
+				fs = append(fs, ship.Finding{ID: fmt.Sprintf("g%02d", i), Check: "other", Resource: res, Status: ship.Unhealthy})
+			}
+			mustIngest(t, e.Store, c.id, &ship.Batch{BatchID: "seed-" + c.name, Findings: fs}, t0)
+		}
+		all, err := e.ListFindings(ctx, "", "no-privileged")
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(all, func(a, b FindingRow) int {
+			return cmp.Or(strings.Compare(a.Resource, b.Resource), strings.Compare(a.ClusterID, b.ClusterID), strings.Compare(a.ID, b.ID))
+		})
+		key := func(r FindingRow) string { return r.ClusterID + "/" + r.ID }
+		for _, r := range all {
+			want = append(want, key(r))
+		}
+		walk := func(f FindingFilter) []string {
+			t.Helper()
+			var got []string
+			for pages := 0; ; pages++ {
+				page, err := e.ListFindingsPage(ctx, f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(page.Findings) > max(f.Limit, 1) || pages > 200 {
+					t.Fatalf("page of %d", len(page.Findings))
+				}
+				for _, r := range page.Findings {
+					if r.Check != "no-privileged" || r.Mode != "deny" || r.LastSeen.IsZero() {
+						t.Fatalf("row %+v", r)
+					}
+					got = append(got, key(r))
+				}
+				if page.NextCursor == "" {
+					return got
+				}
+				f.Cursor = page.NextCursor
+			}
+		}
+		filter := func(keep func(FindingRow) bool) []string {
+			var out []string
+			for _, r := range all {
+				if keep(r) {
+					out = append(out, key(r))
+				}
+			}
+			return out
+		}
+		for _, tc := range []struct {
+			f    FindingFilter
+			keep func(FindingRow) bool
+		}{
+			{FindingFilter{Check: "no-privileged", Limit: 7}, func(FindingRow) bool { return true }},
+			{FindingFilter{Check: "no-privileged", Limit: 1000}, func(FindingRow) bool { return true }},
+			{FindingFilter{Check: "no-privileged", Status: ship.Unhealthy, Limit: 4}, func(r FindingRow) bool { return r.Status == ship.Unhealthy }},
+			{FindingFilter{Check: "no-privileged", Status: ship.Healthy, Cluster: "dev", Limit: 5}, func(r FindingRow) bool { return r.Status == ship.Healthy && r.ClusterID == dev.ID }},
+			{FindingFilter{Check: "no-privileged", Cluster: prod.ID, Namespace: "shop", Limit: 3}, func(r FindingRow) bool { return r.ClusterID == prod.ID && r.Namespace == "shop" }},
+			{FindingFilter{Check: "no-privileged", Status: ship.Unhealthy, Namespace: "kube-system", Limit: 2}, func(r FindingRow) bool { return r.Status == ship.Unhealthy && r.Namespace == "kube-system" }},
+		} {
+			if got, want := walk(tc.f), filter(tc.keep); !slices.Equal(got, want) {
+				t.Errorf("%+v:\n got %v\nwant %v", tc.f, got, want)
+			}
+		}
+		if len(want) != 90 {
+			t.Fatalf("%d findings", len(want))
+		}
+		if page, err := e.ListFindingsPage(ctx, FindingFilter{Check: "no-privileged", Cluster: "nope"}); err != nil || len(page.Findings) != 0 {
+			t.Fatalf("unknown cluster: %+v %v", page, err)
+		}
+		if page, err := e.ListFindingsPage(ctx, FindingFilter{Check: "no-privileged"}); err != nil || len(page.Findings) != 50 || page.NextCursor == "" {
+			t.Fatalf("default limit: %d %v", len(page.Findings), err)
+		}
+		for _, bad := range []FindingFilter{
+			{}, {Check: "c", Status: "removed"}, {Check: "c", Limit: -1}, {Check: "c", Limit: MaxFindingsPage + 1},
+			{Check: "c", Cursor: "x"}, {Check: "c", Cursor: "e30"},
+		} {
+			if _, err := e.ListFindingsPage(ctx, bad); !errors.Is(err, ErrInvalid) {
+				t.Errorf("%+v: %v, want ErrInvalid", bad, err)
+			}
+		}
+	})
+}
+
+// clusterRef is a cluster by id and name.
+type clusterRef struct{ id, name string }

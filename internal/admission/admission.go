@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -33,7 +34,7 @@ type Config struct {
 	// Posture says which recommendations run, in which mode and on which
 	// namespaces. It must have been validated (posture.DefaultConfig,
 	// ParseConfig, LoadConfig or Validate) and must not change while the
-	// Webhook serves.
+	// Webhook serves; replace it with SetPosture.
 	Posture *posture.Config
 	// OnFindings receives, for every object the webhook admits on a request
 	// that is not a dry run, its unhealthy results: the audit-mode ones and,
@@ -83,16 +84,20 @@ type Config struct {
 // Dry-run requests are evaluated and answered exactly the same, but
 // OnFindings is not called.
 type Webhook struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	posture atomic.Pointer[posture.Config]
+	log     *slog.Logger
 }
 
-// New returns a Webhook. It panics if cfg.Posture is nil or has not been
-// validated: both are programming errors that would otherwise surface as a
-// failing request on every admission.
+// errNotValidated: a Config that has not passed Validate would fail every
+// admission.
+var errNotValidated = errors.New("admission: the posture config is nil or not validated (call its Validate)")
+
+// New returns a Webhook, or an error if cfg.Posture is nil or has not been
+// validated.
 func New(cfg Config) (*Webhook, error) {
 	if !cfg.Posture.Validated() {
-		return nil, errors.New("admission: Config.Posture is nil or not validated (call its Validate)")
+		return nil, errNotValidated
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -104,7 +109,20 @@ func New(cfg Config) (*Webhook, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Webhook{cfg: cfg, log: log}, nil
+	h := &Webhook{cfg: cfg, log: log}
+	h.posture.Store(cfg.Posture)
+	return h, nil
+}
+
+// SetPosture replaces the posture config for the requests that follow;
+// requests under way finish with the one they started with. cfg must be
+// validated and must not change afterwards.
+func (h *Webhook) SetPosture(cfg *posture.Config) error {
+	if !cfg.Validated() {
+		return errNotValidated
+	}
+	h.posture.Store(cfg)
+	return nil
 }
 
 // ServeHTTP answers an AdmissionReview. A well-formed review always gets
@@ -189,6 +207,7 @@ func (h *Webhook) review(req *admissionv1.AdmissionRequest) (*admissionv1.Admiss
 		return allow, nil
 	}
 	start := h.cfg.Now()
+	cfg := h.posture.Load()
 	obj, err := decodeObject(req.Object.Raw, req.Kind, req.Namespace, newObj)
 	if err != nil {
 		return nil, fmt.Errorf("request object: %w", err)
@@ -200,13 +219,13 @@ func (h *Webhook) review(req *admissionv1.AdmissionRequest) (*admissionv1.Admiss
 	if req.Operation == admissionv1.Update && m.GetDeletionTimestamp() != nil {
 		return allow, nil
 	}
-	results := posture.Evaluate(h.cfg.Posture, obj)
+	results := posture.Evaluate(cfg, obj)
 
 	// On UPDATE, violations the old object had already do not deny.
 	var before map[violation]bool
 	if req.Operation == admissionv1.Update && len(req.OldObject.Raw) > 0 {
 		if old, err := decodeObject(req.OldObject.Raw, req.Kind, req.Namespace, newObj); err == nil {
-			for _, r := range posture.Evaluate(h.cfg.Posture, old) {
+			for _, r := range posture.Evaluate(cfg, old) {
 				for _, v := range r.Violations {
 					if before == nil {
 						before = make(map[violation]bool)

@@ -1,16 +1,12 @@
 package admission_test
 
 import (
+	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"strings"
@@ -58,43 +54,18 @@ func (l *warningLog) take() []string {
 }
 
 // TestAdmissionKubeAPIServer registers the webhook with a real
-// kube-apiserver, as the agent does (URL webhook, self-signed CA in
-// caBundle, failurePolicy Ignore, 5 s timeout, kube-system left out), and
-// checks what a user sees through client-go: denials in deny mode, warnings
-// in audit mode, nothing for healthy workloads and excluded namespaces, and
-// a cluster that keeps admitting pods when the webhook hangs or is gone.
+// kube-apiserver as the agent does: the serving certificate kept by Certs in
+// a Secret, the configuration kept by a Keeper (URL webhook, caBundle from
+// Certs, failurePolicy Ignore, 5 s timeout, kube-system and the agent's
+// namespace left out). It checks what a user sees through client-go:
+// denials in deny mode, warnings in audit mode, nothing for healthy
+// workloads and excluded namespaces, admissions that keep working through a
+// CA rotation, and a cluster that keeps admitting pods when the webhook
+// hangs or is gone; and that Unregister leaves nothing behind.
 func TestAdmissionKubeAPIServer(t *testing.T) {
 	ctx := context.Background()
 	unhealthy, healthy := seed(t, "unhealthy.yaml"), seed(t, "healthy.yaml")
 	deny, audit := seedConfig(t, posture.Deny), seedConfig(t, posture.Audit)
-
-	// The webhook server; which Webhook (or a hanging handler) answers is
-	// switched by the test.
-	caPEM, serving := webhookTLS(t)
-	var current atomic.Pointer[http.Handler]
-	use := func(h http.Handler) { current.Store(&h) }
-	var findings atomic.Int64
-	onFindings := func([]posture.Result) { findings.Add(1) }
-	use(mustNew(t, admission.Config{Posture: deny, OnFindings: onFindings}))
-	mux := http.NewServeMux()
-	mux.HandleFunc("/validate", func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{Certificates: []tls.Certificate{serving}, MinVersion: tls.VersionTLS12}, ReadHeaderTimeout: 5 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.ServeTLS(ln, "", "") }()
-	stopServer := sync.OnceFunc(func() {
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		_ = srv.Close()
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("webhook server: %v", err)
-		}
-	})
-	t.Cleanup(stopServer)
 
 	kc := kubetest.Start(t, kubetest.Options{})
 	var warnings warningLog
@@ -114,31 +85,95 @@ func TestAdmissionKubeAPIServer(t *testing.T) {
 		}
 	}
 
-	timeout, ignore, none := int32(5), admissionregistrationv1.Ignore, admissionregistrationv1.SideEffectClassNone
-	url := "https://" + ln.Addr().String() + "/validate"
-	_, err = cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "vigil"},
-		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
-			Name:                    "validate.vigil.dev",
-			ClientConfig:            admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caPEM},
-			AdmissionReviewVersions: []string{"v1"},
-			SideEffects:             &none,
-			TimeoutSeconds:          &timeout,
-			FailurePolicy:           &ignore,
-			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{
-				{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system"}},
-			}},
-			Rules: []admissionregistrationv1.RuleWithOperations{
-				{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}}},
-				{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-					Rule: admissionregistrationv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}}},
-			},
-		}},
-	}, metav1.CreateOptions{})
+	// The serving certificate. The clock runs ahead of real time when the
+	// test says so; the API server checks certificates against real time,
+	// so it stays within the hour Certs backdates them by: the CA (75 min,
+	// plus that hour) is due for rotation at +30 min.
+	var ahead atomic.Int64
+	var keeper *admission.Keeper
+	certs, err := admission.NewCerts(admission.CertsConfig{
+		Client: cs, Namespace: "vigil", SecretName: "vigil-webhook-tls",
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		CAValidity:  75 * time.Minute, CertValidity: 3 * time.Hour, CAOverlap: time.Minute,
+		Now:      func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) },
+		OnRotate: func([]byte) { keeper.Kick() },
+		Log:      testLogger(t),
+	})
 	if err != nil {
-		t.Fatalf("register webhook: %v", err)
+		t.Fatal(err)
 	}
+	if err := certs.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// The webhook server; which Webhook (or a hanging handler) answers is
+	// switched by the test. Without keep-alives every review is a new TLS
+	// handshake, so a new serving certificate is in use at once.
+	var current atomic.Pointer[http.Handler]
+	use := func(h http.Handler) { current.Store(&h) }
+	var findings, calls atomic.Int64
+	onFindings := func([]posture.Result) { findings.Add(1) }
+	use(mustNew(t, admission.Config{Posture: deny, OnFindings: onFindings}))
+	mux := http.NewServeMux()
+	mux.HandleFunc("/validate", func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		(*current.Load()).ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, TLSConfig: &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}, ReadHeaderTimeout: 5 * time.Second}
+	srv.SetKeepAlivesEnabled(false)
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeTLS(ln, "", "") }()
+	stopServer := sync.OnceFunc(func() {
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = srv.Close()
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("webhook server: %v", err)
+		}
+	})
+	t.Cleanup(stopServer)
+
+	reg := admission.Registration{
+		Name:               "vigil",
+		URL:                "https://" + ln.Addr().String() + "/validate",
+		ExcludedNamespaces: []string{"kube-system", "vigil"},
+	}
+	keeper, err = admission.NewKeeper(admission.KeeperConfig{Client: cs, Registration: reg, CABundle: certs.CABundle, Interval: time.Hour, Log: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keepCtx, cancelKeep := context.WithCancel(ctx)
+	kept := make(chan error, 1)
+	go func() { kept <- keeper.Run(keepCtx) }()
+	stopKeeper := sync.OnceFunc(func() {
+		cancelKeep()
+		if err := <-kept; err != nil {
+			t.Errorf("Keeper.Run: %v", err)
+		}
+	})
+	t.Cleanup(stopKeeper)
+	vwcs := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	// waitRegistered waits until the stored caBundle is bundle.
+	waitRegistered := func(t *testing.T, bundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			vwc, err := vwcs.Get(ctx, reg.Name, metav1.GetOptions{})
+			if err == nil && len(vwc.Webhooks) == 1 && bytes.Equal(vwc.Webhooks[0].ClientConfig.CABundle, bundle) {
+				return vwc
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("caBundle not registered after 15s (last error %v)", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitRegistered(t, certs.CABundle())
 
 	deployment := func(js []byte, ns string) *appsv1.Deployment {
 		t.Helper()
@@ -222,8 +257,12 @@ func TestAdmissionKubeAPIServer(t *testing.T) {
 	})
 
 	t.Run("an excluded namespace passes in deny mode", func(t *testing.T) {
+		before := calls.Load()
 		if err := createDeployment(unhealthy["Deployment"], "vigil", false); err != nil {
 			t.Fatal(err)
+		}
+		if n := calls.Load() - before; n != 0 {
+			t.Errorf("the webhook was called %d times for the excluded namespace", n)
 		}
 		if w := warnings.take(); len(w) != 0 {
 			t.Errorf("warnings: %q", w)
@@ -253,6 +292,85 @@ func TestAdmissionKubeAPIServer(t *testing.T) {
 		if n := findings.Load(); n != 1 {
 			t.Errorf("OnFindings called %d times, want 1", n)
 		}
+	})
+
+	// deniedNow checks, once, that the webhook answers through the API
+	// server: with failurePolicy Ignore a TLS failure would admit.
+	deniedNow := func(t *testing.T, when string) {
+		t.Helper()
+		if err := createDeployment(unhealthy["Deployment"], "shop", true); err == nil || !strings.Contains(err.Error(), "denied the request") {
+			t.Fatalf("%s: dry run of the unhealthy deployment gave %v, want a denial", when, err)
+		}
+	}
+	servedLeaf := func(t *testing.T) *x509.Certificate {
+		t.Helper()
+		c, err := certs.GetCertificate(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf
+	}
+
+	t.Run("admissions keep working through a CA rotation", func(t *testing.T) {
+		use(mustNew(t, admission.Config{Posture: deny}))
+		oldBundle, oldLeaf := certs.CABundle(), servedLeaf(t)
+		deniedNow(t, "before the rotation")
+
+		// Step 1: the new CA joins the bundle; the old CA's certificate is
+		// still served.
+		ahead.Store(int64(31 * time.Minute))
+		if err := certs.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		bundle := certs.CABundle()
+		cas, err := certutilParse(bundle)
+		if err != nil || len(cas) != 2 {
+			t.Fatalf("bundle after rotation: %d CAs (%v), want 2", len(cas), err)
+		}
+		if !bytes.HasSuffix(bundle, oldBundle) {
+			t.Error("the old CA is not in the bundle")
+		}
+		if !servedLeaf(t).Equal(oldLeaf) {
+			t.Fatal("serving certificate changed with the CA")
+		}
+		deniedNow(t, "with the new CA added")
+		waitRegistered(t, bundle) // OnRotate kicked the Keeper
+		deniedNow(t, "with both CAs registered")
+		// CAOverlap: the time the API server has to pick up the bundle.
+		time.Sleep(2 * time.Second)
+
+		// Step 2: the certificate is re-signed by the new CA, which only
+		// the updated caBundle holds.
+		ahead.Store(int64(33 * time.Minute))
+		if err := certs.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		leaf := servedLeaf(t)
+		if leaf.Equal(oldLeaf) || leaf.CheckSignatureFrom(cas[0]) != nil {
+			t.Fatal("serving certificate not re-signed by the new CA")
+		}
+		if !bytes.Equal(certs.CABundle(), bundle) {
+			t.Error("bundle changed when re-signing")
+		}
+		deniedNow(t, "with the new CA's certificate")
+	})
+
+	t.Run("the registration is re-asserted", func(t *testing.T) {
+		vwc := waitRegistered(t, certs.CABundle())
+		r := reg
+		r.CABundle = certs.CABundle()
+		if err := admission.Register(ctx, cs, r); err != nil {
+			t.Fatal(err)
+		}
+		if again, err := vwcs.Get(ctx, reg.Name, metav1.GetOptions{}); err != nil || again.ResourceVersion != vwc.ResourceVersion {
+			t.Errorf("registering the same again wrote it (%v)", err)
+		}
+		vwc.Webhooks[0].ClientConfig.CABundle = kc.CAData()
+		if _, err := vwcs.Update(ctx, vwc, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		keeper.Kick()
+		waitRegistered(t, certs.CABundle())
 	})
 
 	pod := func(name string) *corev1.Pod {
@@ -286,40 +404,37 @@ func TestAdmissionKubeAPIServer(t *testing.T) {
 			t.Errorf("create took %v, want at most the 5s timeout", d)
 		}
 	})
+	t.Run("Unregister leaves no configuration behind", func(t *testing.T) {
+		stopKeeper() // or it would register again
+		if err := admission.Unregister(ctx, cs, reg.Name); err != nil {
+			t.Fatal(err)
+		}
+		list, err := vwcs.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range list.Items {
+			t.Errorf("configuration %s left", v.Name)
+		}
+		if err := admission.Unregister(ctx, cs, reg.Name); err != nil {
+			t.Errorf("second Unregister: %v", err)
+		}
+	})
 }
 
-// webhookTLS returns a self-signed CA (PEM, for caBundle) and a serving
-// certificate it signed for 127.0.0.1.
-func webhookTLS(t testing.TB) ([]byte, tls.Certificate) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
+// certutilParse parses a PEM bundle.
+func certutilParse(bundle []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, bundle = pem.Decode(bundle)
+		if block == nil {
+			return certs, nil
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		certs = append(certs, c)
 	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "vigil-webhook-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "vigil-webhook"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

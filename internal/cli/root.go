@@ -15,7 +15,7 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(sensorCmd(), rulesCmd(), serverCmd(), upCmd(), alertsCmd(), clusterCmd(), auditCmd(), agentCmd(), scanCmd())
+	root.AddCommand(sensorCmd(), rulesCmd(), serverCmd(), upCmd(), alertsCmd(), clusterCmd(), auditCmd(), agentCmd(), scanCmd(), postureCmd())
 	return root
 }
 

@@ -397,6 +397,19 @@ func (c *Cluster) writeKubeconfig(file string, cfg *clientcmdapi.Config) error {
 	return c.write(file, b)
 }
 
+// Kubeconfig writes a kubeconfig file that reaches the cluster with a
+// client certificate for name and groups (any identity, e.g. a service
+// account's "system:serviceaccount:NS:NAME"), and returns its path.
+func (c *Cluster) Kubeconfig(name string, groups ...string) string {
+	c.t.Helper()
+	file := "kubeconfig-" + strings.NewReplacer(":", "_", "/", "_").Replace(name)
+	path, err := c.kubeconfig(file, name, groups...)
+	if err != nil {
+		c.t.Fatalf("kubetest: %v", err)
+	}
+	return path
+}
+
 // URL is the API server's base URL, https://127.0.0.1:<port>.
 func (c *Cluster) URL() string { return c.url }
 

@@ -5,13 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -177,6 +180,9 @@ func LoadConfig(file string) (*Config, error) {
 // recommendations, parameters of another recommendation, bad modes, regular
 // expressions, ports, paths and quantities are errors that name the field.
 func ParseConfig(data []byte) (*Config, error) {
+	if err := singleDocument(data); err != nil {
+		return nil, err
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
@@ -235,6 +241,20 @@ func ParseConfig(data []byte) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// singleDocument refuses a stream of several YAML (or JSON) documents,
+// which the converter below would silently cut to the first.
+func singleDocument(data []byte) error {
+	dec := yamlv3.NewDecoder(bytes.NewReader(data))
+	var first, second yamlv3.Node
+	if err := dec.Decode(&first); err != nil {
+		return nil // empty, or malformed: the converter says what is wrong
+	}
+	if err := dec.Decode(&second); !errors.Is(err, io.EOF) {
+		return errors.New("parse: more than one document; a posture configuration is one YAML or JSON document")
+	}
+	return nil
 }
 
 func ids0() []string {
@@ -514,4 +534,29 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// IgnoredNamespaces returns, sorted, the namespaces no enabled
+// recommendation looks at: those every enabled recommendation excludes.
+// The admission webhook's registration leaves them out, so the API server
+// does not even call it there. It panics if c has not passed Validate.
+func (c *Config) IgnoredNamespaces() []string {
+	if c.compiled == nil {
+		panic("posture: IgnoredNamespaces on a Config that has not passed Validate")
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range c.compiled.recs {
+		for _, ns := range r.excludedNamespaces {
+			if seen[ns] {
+				continue
+			}
+			seen[ns] = true
+			if !slices.ContainsFunc(c.compiled.recs, func(r compiledRec) bool { return r.appliesIn(ns) }) {
+				out = append(out, ns)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
 }

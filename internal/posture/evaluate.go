@@ -60,14 +60,12 @@ func EvaluateTarget(cfg *Config, t *Target) []Result {
 }
 
 func (r *compiledRec) applies(t *Target) bool {
-	ns := t.Workload.Namespace
-	if contains(r.excludedNamespaces, ns) {
-		return false
-	}
-	if len(r.namespaces) > 0 && !contains(r.namespaces, ns) {
-		return false
-	}
-	return r.selector == nil || r.selector.Matches(labels.Set(t.Labels))
+	return r.appliesIn(t.Workload.Namespace) && (r.selector == nil || r.selector.Matches(labels.Set(t.Labels)))
+}
+
+// appliesIn reports whether the recommendation looks at namespace ns.
+func (r *compiledRec) appliesIn(ns string) bool {
+	return !contains(r.excludedNamespaces, ns) && (len(r.namespaces) == 0 || contains(r.namespaces, ns))
 }
 
 // skip reports whether a container is exempt from container-level checks.

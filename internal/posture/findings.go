@@ -18,13 +18,20 @@ func Findings(results []Result) []ship.Finding {
 			status = ship.Unhealthy
 		}
 		resource := r.Workload.String()
-		sum := sha256.Sum256([]byte(r.Recommendation + "\x00" + resource))
 		details := map[string]any{"mode": string(r.Mode)}
 		if len(r.Violations) > 0 {
 			details["violations"] = r.Violations
 		}
-		out = append(out, ship.Finding{ID: hex.EncodeToString(sum[:12]), Check: r.Recommendation, Resource: resource,
+		out = append(out, ship.Finding{ID: FindingID(r.Recommendation, resource), Check: r.Recommendation, Resource: resource,
 			Namespace: r.Workload.Namespace, Status: status, Details: details})
 	}
 	return out
+}
+
+// FindingID is the id of the finding of one recommendation on one
+// resource (Workload.String()): the same on every scan, so a later result
+// replaces an earlier one.
+func FindingID(recommendation, resource string) string {
+	sum := sha256.Sum256([]byte(recommendation + "\x00" + resource))
+	return hex.EncodeToString(sum[:12])
 }

@@ -272,6 +272,8 @@ func TestPostureConfig(t *testing.T) {
 		{"recommendations:\n  no-privileged:\n    labelSelector: {matchExpressions: [{key: a, operator: Near}]}\n", "labelSelector"},
 		{"recommendations:\n  no-privileged:\n    mode: [deny]\n", "mode: want"},
 		{"recommendations: [1, 2]\n", "recommendations"},
+		{"excludedNamespaces: [a]\n---\nexcludedNamespaces: [b]\n", "more than one document"},
+		{`{"excludedNamespaces": ["a"]} {"excludedNamespaces": ["b"]}`, "more than one document"},
 	}
 	for _, tc := range bad {
 		_, err := ParseConfig([]byte(tc.doc))
@@ -294,6 +296,16 @@ func TestPostureConfig(t *testing.T) {
 		if _, err := ParseConfig([]byte(doc)); err != nil {
 			t.Errorf("ParseConfig(%q): %v", doc, err)
 		}
+	}
+
+	// The namespaces no recommendation looks at: those every enabled one
+	// excludes.
+	ign := parse(t, "excludedNamespaces: [kube-system, vigil, tools]\nrecommendations:\n  no-privileged:\n    excludedNamespaces: [kube-system, vigil]\n")
+	if got := ign.IgnoredNamespaces(); !reflect.DeepEqual(got, []string{"kube-system", "vigil"}) {
+		t.Errorf("IgnoredNamespaces = %v, want [kube-system vigil] (no-privileged still looks at tools)", got)
+	}
+	if got := DefaultConfig().IgnoredNamespaces(); !reflect.DeepEqual(got, []string{"kube-system", "vigil"}) {
+		t.Errorf("default IgnoredNamespaces = %v", got)
 	}
 
 	// Defaults: every recommendation present, in its default mode.

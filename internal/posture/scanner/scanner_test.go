@@ -95,7 +95,7 @@ func eventually(t *testing.T, what string, cond func() error) {
 	t.Fatalf("%s: %v", what, err)
 }
 
-func seedConfig(t *testing.T) *posture.Config {
+func seedConfig(t testing.TB) *posture.Config {
 	t.Helper()
 	cfg, err := posture.LoadConfig("../testdata/seed-config.yaml")
 	if err != nil {
@@ -105,7 +105,7 @@ func seedConfig(t *testing.T) *posture.Config {
 }
 
 // seedObjects decodes a seed manifest into its objects, by kind.
-func seedObjects(t *testing.T, file string) map[string]runtime.Object {
+func seedObjects(t testing.TB, file string) map[string]runtime.Object {
 	t.Helper()
 	data, err := os.ReadFile("../testdata/" + file)
 	if err != nil {

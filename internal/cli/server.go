@@ -232,7 +232,7 @@ func consoleRecommendations(ctx context.Context, st *store.Store) ([]console.Rec
 	}
 	out := make([]console.Recommendation, len(recs))
 	for i, r := range recs {
-		out[i] = console.Recommendation{ID: r.ID, Title: r.Title, Mode: strings.Join(r.Modes, "/"), Severity: event.Severity(r.Severity),
+		out[i] = console.Recommendation{ID: r.ID, Title: r.Title, Description: r.Description, Remediation: r.Remediation, Mode: strings.Join(r.Modes, "/"), Severity: event.Severity(r.Severity),
 			Healthy: r.Healthy, Unhealthy: r.Unhealthy, Parameters: r.Parameters, Unhealthies: r.Resources}
 	}
 	return out, nil

@@ -189,7 +189,7 @@ func startAgent(ctx context.Context, f agentFlags, log *slog.Logger) (*runningAg
 		}
 		det := controlplane.New(controlplane.Config{Rules: rules, Store: spoolStore{client}, Log: log})
 		g.Go(func() error { return det.Run(ctx) })
-		mux.Handle("POST /api/v1/audit", auditHandler(det, token, f.cluster, log))
+		mux.Handle("POST /api/v1/audit", auditHandler(det, token, f.cluster, client, log))
 		ag.serves = append(ag.serves, "audit webhook /api/v1/audit")
 	}
 	shipDone := make(chan struct{})
@@ -218,7 +218,7 @@ func startAgent(ctx context.Context, f agentFlags, log *slog.Logger) (*runningAg
 // auditHandler is the audit webhook: batches from the API server, run
 // through the control-plane rules, acknowledged once their alerts are
 // spooled.
-func auditHandler(det *controlplane.Detector, token []byte, cluster string, log *slog.Logger) http.HandlerFunc {
+func auditHandler(det *controlplane.Detector, token []byte, cluster string, client *ship.Client, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !webhookAuthorized(r, token) {
 			http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
@@ -240,6 +240,8 @@ func auditHandler(det *controlplane.Detector, token []byte, cluster string, log 
 			w.WriteHeader(http.StatusServiceUnavailable)
 			json.NewEncoder(w).Encode(map[string]string{"error": "could not spool the alerts; send again"})
 		default:
+			// The server learns that audit events arrive (vigil verify).
+			client.Health(ship.Health{Component: "audit", State: "installed"})
 			json.NewEncoder(w).Encode(res)
 		}
 	}

@@ -137,16 +137,22 @@ func startKubeParts(ctx context.Context, g *errgroup.Group, f agentFlags, client
 		}
 		g.Go(func() error { return kp.keeper.Run(ctx) })
 	}
+	if f.kube.admission {
+		client.Health(ship.Health{Component: "admission", State: "installed"})
+	}
 	if f.kube.posture {
 		if kp.scanner, err = scanner.New(scanner.Config{Client: kc, Posture: cfg, Sink: client, Log: log}); err != nil {
 			return nil, err
 		}
+		client.Health(ship.Health{Component: "posture", State: "pending", Reason: "listing the cluster's workloads"})
 		g.Go(func() error {
 			if err := kp.scanner.Run(ctx); err != nil {
 				log.Error("posture scanner stopped", "err", err)
+				client.Health(ship.Health{Component: "posture", State: "failed", Reason: err.Error()})
 			}
 			return nil
 		})
+		g.Go(func() error { reportScannerSynced(ctx, kp.scanner, client); return nil })
 	}
 	src.apply = func(c *posture.Config) {
 		if kp.webhook != nil {
@@ -159,6 +165,24 @@ func startKubeParts(ctx context.Context, g *errgroup.Group, f agentFlags, client
 	}
 	g.Go(func() error { src.run(ctx); return nil })
 	return kp, nil
+}
+
+// reportScannerSynced tells the server the posture scanner is installed
+// once its first full scan is out.
+func reportScannerSynced(ctx context.Context, s *scanner.Scanner, client *ship.Client) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if st := s.Stats(); st.Synced {
+			client.Health(ship.Health{Component: "posture", State: "installed"})
+			return
+		}
+	}
 }
 
 // ignoredNamespaces are the namespaces the API server need not ask about:

@@ -221,6 +221,22 @@ func TestAgentKubeAPIServer(t *testing.T) {
 		return fmt.Errorf("no no-privileged finding for Deployment/shop/nginx-unhealthy-deployment yet: %+v", sums)
 	})
 
+	// The server knows the agent's parts are installed (vigil verify reads it).
+	eventuallyOK(t, "component states on the server", func() error {
+		c, err := srv.store.GetCluster(ctx, "prod", time.Now())
+		if err != nil {
+			return err
+		}
+		installed := map[string]bool{}
+		for _, comp := range c.Components {
+			installed[comp.Component] = comp.State == "installed"
+		}
+		if !installed["admission"] || !installed["posture"] {
+			return fmt.Errorf("components %+v: want admission and posture installed", c.Components)
+		}
+		return nil
+	})
+
 	// The agent stops: failure policy Ignore keeps the cluster working.
 	stopAgent()
 	select {

@@ -26,6 +26,7 @@ type Store interface {
 	CreateCluster(ctx context.Context, name string) (store.Cluster, string, error)
 	ListClusters(ctx context.Context, now time.Time) ([]store.Cluster, error)
 	GetCluster(ctx context.Context, idOrName string, now time.Time) (store.Cluster, error)
+	NoteAudit(ctx context.Context, clusterID string, now time.Time) error
 	CreateToken(ctx context.Context, name string, role store.Role) (string, error)
 	Ingest(ctx context.Context, clusterID string, b *ship.Batch, now time.Time) (store.IngestResult, error)
 	ListAlerts(ctx context.Context, f store.AlertFilter) (store.AlertPage, error)

@@ -30,9 +30,14 @@ type Cluster struct {
 	CreatedAt time.Time `json:"created_at"`
 	// LastSeen is the last heartbeat (a health entry in a batch); zero if
 	// never.
-	LastSeen     time.Time   `json:"last_seen,omitzero"`
-	Connectivity string      `json:"connectivity"`
-	Components   []Component `json:"components"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+	Connectivity string    `json:"connectivity"`
+	// LastAudit is when the server last received an audit batch from the
+	// cluster's API server (NoteAudit), to within auditNoteStep; zero if
+	// never. Audit events the agent or `vigil audit tail` receive do not
+	// move it: they arrive as alerts.
+	LastAudit  time.Time   `json:"last_audit,omitzero"`
+	Components []Component `json:"components"`
 }
 
 // Component is one sensor or agent of a cluster as it last reported.
@@ -108,7 +113,7 @@ func (s *Store) GetCluster(ctx context.Context, idOrName string, now time.Time) 
 }
 
 func (s *Store) clusters(ctx context.Context, idOrName string, now time.Time) ([]Cluster, error) {
-	q := "SELECT id, name, created_at, last_seen FROM clusters"
+	q := "SELECT id, name, created_at, last_seen, last_audit FROM clusters"
 	cq := "SELECT cluster_id, node, component, state, reason, last_seen, health FROM components"
 	var args []any
 	if idOrName != "" {
@@ -127,11 +132,11 @@ func (s *Store) clusters(ctx context.Context, idOrName string, now time.Time) ([
 	byID := map[string]int{}
 	for rows.Next() {
 		var c Cluster
-		var created, last int64
-		if err := rows.Scan(&c.ID, &c.Name, &created, &last); err != nil {
+		var created, last, lastAudit int64
+		if err := rows.Scan(&c.ID, &c.Name, &created, &last, &lastAudit); err != nil {
 			return nil, fmt.Errorf("list clusters: %w", err)
 		}
-		c.CreatedAt, c.LastSeen = fromTS(created), fromTS(last)
+		c.CreatedAt, c.LastSeen, c.LastAudit = fromTS(created), fromTS(last), fromTS(lastAudit)
 		c.Connectivity = connectivity(c.LastSeen, now)
 		c.Components = []Component{}
 		byID[c.ID] = len(out)
@@ -171,6 +176,27 @@ func (s *Store) clusters(ctx context.Context, idOrName string, now time.Time) ([
 		return nil, fmt.Errorf("list components: %w", err)
 	}
 	return out, nil
+}
+
+// auditNoteStep is how stale clusters.last_audit may be: the API server
+// sends a batch every second or so, and one write per batch would cost the
+// SQLite writer for nothing.
+const auditNoteStep = 10 * time.Second
+
+// NoteAudit records that an audit batch from cluster clusterID arrived at
+// now (Cluster.LastAudit). It writes at most once per auditNoteStep per
+// cluster; safe for concurrent use.
+func (s *Store) NoteAudit(ctx context.Context, clusterID string, now time.Time) error {
+	if prev, ok := s.audits.Load(clusterID); ok && now.Sub(prev.(time.Time)) < auditNoteStep {
+		return nil
+	}
+	s.audits.Store(clusterID, now)
+	if _, err := s.w.ExecContext(ctx, s.d.q("UPDATE clusters SET last_audit = ? WHERE id = ? AND last_audit < ?"),
+		ts(now), clusterID, ts(now)); err != nil {
+		s.audits.Delete(clusterID)
+		return fmt.Errorf("note audit batch: %w", err)
+	}
+	return nil
 }
 
 func connectivity(last, now time.Time) string {

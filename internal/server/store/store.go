@@ -46,6 +46,7 @@ type Store struct {
 	d       dialect
 	ingests atomic.Uint64
 	texts   knownTexts // search dictionary keys already written
+	audits  sync.Map   // cluster id -> time.Time of its last NoteAudit write
 	// SQLite's checkpointer goroutine: closing ckStop stops it, ckDone is
 	// closed when it has.
 	ckStop, ckDone chan struct{}

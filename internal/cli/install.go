@@ -22,6 +22,7 @@ type installFlags struct {
 	server         string
 	cluster        string
 	credentialFile string
+	token          string // admin token: join the cluster when no credential is given
 	proxyFile      string
 	values         values.Options
 	dryRun         bool
@@ -75,6 +76,7 @@ wait for pods: run vigil verify.`,
 	fl.StringVar(&f.server, "server", "", "the Vigil server the cluster reports to (https://host:port); sets serverURL")
 	fl.StringVar(&f.cluster, "cluster", "", "cluster name stamped on alerts; sets clusterName")
 	fl.StringVar(&f.credentialFile, "credential-file", "", "file holding the cluster's join credential (vigil cluster add NAME); protected")
+	fl.StringVar(&f.token, "token", "", "admin token of --server (env VIGIL_TOKEN): without a join credential, install creates the cluster there and keeps its credential in the vigil-join Secret")
 	fl.StringVar(&f.proxyFile, "proxy-file", "", "file holding the proxy URL, http://user:password@host:port; protected")
 	fl.StringArrayVar(&f.values.Values, "set", nil, "set a chart value, key=value (repeatable; helm's syntax)")
 	fl.StringArrayVar(&f.values.StringValues, "set-string", nil, "set a chart value as a string, key=value (repeatable)")
@@ -112,6 +114,9 @@ func runInstall(cmd *cobra.Command, f installFlags) error {
 		_, err = io.WriteString(cmd.OutOrStdout(), m+"\n")
 		return err
 	}
+	if err := f.join(cmd, vals); err != nil {
+		return err
+	}
 	f.target.Log = logger(f.logLevel)
 	excludeLabel, _ := vals["clusterExcludeLabel"].(string)
 	rel, err := install.Install(cmd.Context(), ch, install.Options{Target: f.target, Values: vals, Upgrade: f.upgrade,
@@ -135,6 +140,41 @@ func runInstall(cmd *cobra.Command, f installFlags) error {
 	if rel.Info != nil && rel.Info.Notes != "" {
 		fmt.Fprintf(out, "\n%s\n", strings.TrimSpace(rel.Info.Notes))
 	}
+	return nil
+}
+
+// join creates the cluster on the server and puts its join credential
+// into the values (the vigil-join Secret), unless a credential was given
+// or --upgrade keeps the one installed. One command onboards a cluster.
+func (f installFlags) join(cmd *cobra.Command, vals map[string]any) error {
+	jc, _ := vals["joinCredential"].(map[string]any)
+	if v, _ := jc["value"].(string); v != "" || f.upgrade {
+		return nil
+	}
+	if s, _ := jc["existingSecret"].(string); s != "" {
+		return nil
+	}
+	server, _ := vals["serverURL"].(string)
+	name, _ := vals["clusterName"].(string)
+	if server == "" || name == "" {
+		return errors.New("no join credential: pass --credential-file, or --server, --cluster and an admin --token to create the cluster")
+	}
+	c := clientFlags{server: server, token: f.token}
+	if _, err := c.resolveToken(); err != nil {
+		return fmt.Errorf("no join credential (--credential-file) and no admin token to create cluster %s on %s: %w", name, server, err)
+	}
+	var out struct {
+		Credential string `json:"credential"`
+	}
+	if err := c.call(cmd.Context(), "POST", "/api/v1/clusters", nil, map[string]string{"name": name}, &out); err != nil {
+		return fmt.Errorf("create cluster %s on %s (if it exists, pass its --credential-file): %w", name, server, err)
+	}
+	if jc == nil {
+		jc = map[string]any{}
+		vals["joinCredential"] = jc
+	}
+	jc["value"] = out.Credential
+	fmt.Fprintf(cmd.ErrOrStderr(), "vigil: cluster %s created on %s; its credential is in Secret vigil-join\n", name, server)
 	return nil
 }
 

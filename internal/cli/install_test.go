@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,6 +28,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/install"
 	"github.com/vigil-sec/vigil/internal/kubetest"
 	"github.com/vigil-sec/vigil/internal/posture"
+	"github.com/vigil-sec/vigil/internal/server/store"
 )
 
 const (
@@ -402,5 +404,57 @@ func TestInstallServerKeepData(t *testing.T) {
 	}
 	if _, err := kc.CoreV1().PersistentVolumeClaims("vigil").Get(ctx, install.ServerData, metav1.GetOptions{}); err == nil {
 		t.Error("uninstall without --keep-data left the PVC")
+	}
+}
+
+// TestInstallJoinsTheCluster: with an admin token and no credential,
+// `vigil install --server --cluster` creates the cluster on the server and
+// keeps its credential in Secret vigil-join, where it authenticates as
+// that cluster. One command onboards a cluster.
+func TestInstallJoinsTheCluster(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv, err := startServer(ctx, serverFlags{addr: "127.0.0.1:0", db: "sqlite://" + filepath.Join(dir, "v.db"), data: dir}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); srv.wait() }()
+	cluster := kubetest.Start(t, kubetest.Options{})
+	kubeconfig := cluster.Kubeconfig("vigil-installer", "system:masters")
+
+	admin, err := os.ReadFile(srv.token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, "install", "--kubeconfig", kubeconfig, "--server", srv.url, "--cluster", "edge-7", "--token", strings.TrimSpace(string(admin)))
+	if err != nil {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	s, err := cluster.Clientset(kubetest.Admin).CoreV1().Secrets("vigil").Get(ctx, install.JoinSecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := string(s.Data["credential"])
+	if strings.Contains(out, cred) {
+		t.Error("install printed the join credential")
+	}
+	p, err := srv.store.Authenticate(ctx, cred)
+	if err != nil || p.Role != store.RoleCluster {
+		t.Fatalf("the Secret's credential does not authenticate as a cluster: %+v %v", p, err)
+	}
+	if c, err := srv.store.GetCluster(ctx, "edge-7", time.Now()); err != nil || c.ID != p.ClusterID {
+		t.Fatalf("cluster edge-7: %+v %v (credential for %s)", c, err, p.ClusterID)
+	}
+
+	// A wrong token is refused before anything is installed.
+	if out, err := run(t, "uninstall", "--kubeconfig", kubeconfig); err != nil {
+		t.Fatalf("uninstall: %v\n%s", err, out)
+	}
+	if _, err := run(t, "install", "--kubeconfig", kubeconfig, "--server", srv.url, "--cluster", "edge-8", "--token", "vgl_wrong"); err == nil {
+		t.Fatal("install with a wrong admin token succeeded")
+	}
+	if _, err := cluster.Clientset(kubetest.Admin).AppsV1().Deployments("vigil").Get(ctx, "vigil-agent", metav1.GetOptions{}); err == nil {
+		t.Error("a refused install left the agent behind")
 	}
 }

@@ -172,8 +172,8 @@ func startAgent(ctx context.Context, f agentFlags, log *slog.Logger) (*runningAg
 			mux.Handle("POST /validate", kp.webhook)
 			ag.serves = append(ag.serves, "admission webhook /validate")
 		}
-		if kp.scanner != nil {
-			ag.serves = append(ag.serves, "posture scanner")
+		if f.kube.posture {
+			ag.serves = append(ag.serves, "posture scanner (when leading)")
 		}
 		if kp.certs != nil {
 			hs.TLSConfig.GetCertificate = kp.certs.GetCertificate

@@ -12,14 +12,19 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/klog/v2"
 
 	"github.com/vigil-sec/vigil/internal/admission"
@@ -68,10 +73,10 @@ func (f *kubeFlags) register(cmd *cobra.Command) {
 
 // kubeParts are the agent's running Kubernetes-facing parts.
 type kubeParts struct {
-	webhook *admission.Webhook // nil without --admission
-	certs   *admission.Certs   // nil without --admission or with --tls-cert
-	keeper  *admission.Keeper  // nil without --admission
-	scanner *scanner.Scanner   // nil without --posture
+	webhook *admission.Webhook              // nil without --admission
+	certs   *admission.Certs                // nil without --admission or with --tls-cert
+	keeper  *admission.Keeper               // nil without --admission
+	scanner atomic.Pointer[scanner.Scanner] // the running one; nil unless this replica leads
 	config  *postureSource
 }
 
@@ -141,30 +146,64 @@ func startKubeParts(ctx context.Context, g *errgroup.Group, f agentFlags, client
 		client.Health(ship.Health{Component: "admission", State: "installed"})
 	}
 	if f.kube.posture {
-		if kp.scanner, err = scanner.New(scanner.Config{Client: kc, Posture: cfg, Sink: client, Log: log}); err != nil {
-			return nil, err
-		}
-		client.Health(ship.Health{Component: "posture", State: "pending", Reason: "listing the cluster's workloads"})
-		g.Go(func() error {
-			if err := kp.scanner.Run(ctx); err != nil {
-				log.Error("posture scanner stopped", "err", err)
-				client.Health(ship.Health{Component: "posture", State: "failed", Reason: err.Error()})
-			}
-			return nil
-		})
-		g.Go(func() error { reportScannerSynced(ctx, kp.scanner, client); return nil })
+		client.Health(ship.Health{Component: "posture", State: "installed", Reason: "standby: the replica holding Lease " + scannerLease + " scans"})
+		g.Go(func() error { kp.runScanner(ctx, kc, ns, src, client, log); return nil })
 	}
 	src.apply = func(c *posture.Config) {
 		if kp.webhook != nil {
 			kp.webhook.SetPosture(c)
 			kp.keeper.SetExcludedNamespaces(ignoredNamespaces(c, ns))
 		}
-		if kp.scanner != nil {
-			kp.scanner.SetPosture(c)
+		if sc := kp.scanner.Load(); sc != nil {
+			sc.SetPosture(c)
 		}
 	}
 	g.Go(func() error { src.run(ctx); return nil })
 	return kp, nil
+}
+
+// scannerLease is the Lease agent replicas elect the posture scanner's
+// leader with: one scanner per cluster, whatever the replicas, so two
+// scans never withdraw each other's findings.
+const scannerLease = "vigil-posture-scanner"
+
+// runScanner runs the posture scanner while this replica leads, until ctx
+// is done. A new leader starts a new scan run; its completed scan lets the
+// server drop what the previous leader's run sent and no longer holds.
+func (kp *kubeParts) runScanner(ctx context.Context, kc kubernetes.Interface, ns string, src *postureSource, client *ship.Client, log *slog.Logger) {
+	id := hostname() + "-" + ulid.Make().String()
+	lock := &resourcelock.LeaseLock{LeaseMeta: metav1.ObjectMeta{Name: scannerLease, Namespace: ns},
+		Client: kc.CoordinationV1(), LockConfig: resourcelock.ResourceLockConfig{Identity: id}}
+	for ctx.Err() == nil {
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock: lock, LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+			ReleaseOnCancel: true, Name: scannerLease,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					sc, err := scanner.New(scanner.Config{Client: kc, Posture: src.current(), Sink: client, Log: log})
+					if err != nil {
+						log.Error("posture scanner", "err", err)
+						return
+					}
+					kp.scanner.Store(sc)
+					defer kp.scanner.Store(nil)
+					client.Health(ship.Health{Component: "posture", State: "pending", Reason: "listing the cluster's workloads"})
+					go reportScannerSynced(ctx, sc, client)
+					log.Info("leading the posture scanner", "identity", id)
+					if err := sc.Run(ctx); err != nil {
+						log.Error("posture scanner stopped", "err", err)
+						client.Health(ship.Health{Component: "posture", State: "failed", Reason: err.Error()})
+					}
+				},
+				OnStoppedLeading: func() {},
+			},
+		})
+		if err != nil {
+			log.Error("posture scanner leader election", "err", err)
+			return
+		}
+		le.Run(ctx) // returns when leadership is lost or ctx is done
+	}
 }
 
 // reportScannerSynced tells the server the posture scanner is installed

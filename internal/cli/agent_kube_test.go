@@ -22,6 +22,7 @@ import (
 
 	"github.com/vigil-sec/vigil/internal/kubetest"
 	"github.com/vigil-sec/vigil/internal/posture"
+	"github.com/vigil-sec/vigil/internal/server/store"
 )
 
 // agentRBAC grants the agent's identity what it needs, and nothing more:
@@ -38,6 +39,7 @@ func agentRBAC(t *testing.T, kc kubernetes.Interface, user, ns string) {
 	}}
 	secrets := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "vigil-agent", Namespace: ns}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 	}}
 	subject := []rbacv1.Subject{{Kind: "User", Name: user}}
 	if _, err := kc.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
@@ -237,7 +239,37 @@ func TestAgentKubeAPIServer(t *testing.T) {
 		return nil
 	})
 
-	// The agent stops: failure policy Ignore keeps the cluster working.
+	// A second replica (posture only) stands by on the scanner's Lease.
+	bCtx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	agB, err := startAgent(bCtx, agentFlags{addr: freeAddr(t), cluster: "prod", node: "agent-2",
+		ship: shipFlags{server: srv.url, tokenFile: credFile, spool: filepath.Join(dir, "spool-b")},
+		kube: kubeFlags{kubeconfig: cluster.Kubeconfig(identity, "system:serviceaccounts", "system:serviceaccounts:vigil"),
+			namespace: "vigil", posture: true, postureFromSever: true, configPoll: 200 * time.Millisecond}}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stopB(); agB.wait() }()
+	posture2 := func(want func(store.Component) bool, what string) {
+		t.Helper()
+		eventuallyOK(t, what, func() error {
+			c, err := srv.store.GetCluster(ctx, "prod", time.Now())
+			if err != nil {
+				return err
+			}
+			for _, comp := range c.Components {
+				if comp.Node == "agent-2" && comp.Component == "posture" && want(comp) {
+					return nil
+				}
+			}
+			return fmt.Errorf("components %+v", c.Components)
+		})
+	}
+	posture2(func(c store.Component) bool { return strings.HasPrefix(c.Reason, "standby") }, "second replica on standby")
+
+	// The agent stops: failure policy Ignore keeps the cluster working, and
+	// the second replica takes the scanner over (the first released the
+	// Lease), its complete scan keeping the findings that still hold.
 	stopAgent()
 	select {
 	case err := <-agentDone:
@@ -246,6 +278,18 @@ func TestAgentKubeAPIServer(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the agent did not stop")
+	}
+	posture2(func(c store.Component) bool { return c.State == "installed" && c.Reason == "" }, "second replica leads the scanner")
+	sums, err := srv.store.SummarizeFindings(ctx, "prod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := false
+	for _, c := range sums {
+		kept = kept || c.Check == posture.NoPrivileged && slices.Contains(c.Resources, "Deployment/shop/nginx-unhealthy-deployment")
+	}
+	if !kept {
+		t.Errorf("after the takeover the findings are gone: %+v", sums)
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "after", Namespace: "shop"},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox"}}}}

@@ -301,7 +301,8 @@ func TestRenderAgent(t *testing.T) {
 	}
 	var role rbacv1.Role
 	r.decode(t, "Role/vigil-agent", &role)
-	if !equality.Semantic.DeepEqual(role.Rules, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}}}) {
+	if !equality.Semantic.DeepEqual(role.Rules, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "create", "update"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}}}) {
 		t.Errorf("Role rules %+v", role.Rules)
 	}
 	var crb rbacv1.ClusterRoleBinding

@@ -33,6 +33,14 @@ verify-generate:
 kube:
 	hack/kube/build.sh
 
+# e2e-node brings up a real single-node cluster (etcd, kube-apiserver,
+# controller-manager, scheduler, containerd, kube-proxy, kubelet), runs a pod
+# in it and tears it all down (test/e2e, its own module; docs/E2E.md). As
+# root, after `make deps kube`; about 20 s once compiled.
+.PHONY: e2e-node
+e2e-node:
+	cd test/e2e && $(GO) test -v -count=1 -run TestNodeRunsPod ./node/ -timeout 20m
+
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -71,6 +79,26 @@ acceptance: build
 	../shared/acceptance/03-rules
 	../shared/acceptance/04-server
 	../shared/acceptance/05-console
+
+# images builds the vigil image for linux/amd64 and linux/arm64 without a
+# Docker engine (hack/images): a multi-arch OCI layout in build/images/vigil,
+# build/images/vigil-<arch>.tar for `ctr -n k8s.io images import`, and the
+# victim image from Debian's busybox-static when /bin/busybox exists.
+# Reproducible: timestamps are the commit time. `make push REGISTRY=host/repo`
+# pushes the index with the default docker keychain.
+IMAGE_REPO    ?= vigil.dev/vigil
+IMAGE_VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BUSYBOX       ?= $(wildcard /bin/busybox)
+.PHONY: images push
+images:
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) $(GO) run ./hack/images -out build/images \
+		-repo $(IMAGE_REPO) -version $(IMAGE_VERSION) -revision "$$(git rev-parse HEAD 2>/dev/null)" \
+		$(if $(BUSYBOX),-busybox $(BUSYBOX))
+
+push:
+	@test -n "$(REGISTRY)" || { echo "push: set REGISTRY=host/repo, e.g. make push REGISTRY=ghcr.io/acme/vigil" >&2; exit 1; }
+	$(MAKE) images
+	$(GO) run ./hack/images -out build/images -push $(REGISTRY)
 
 clean:
 	rm -rf bin

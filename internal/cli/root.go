@@ -15,7 +15,9 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(sensorCmd(), rulesCmd(), serverCmd(), upCmd(), alertsCmd(), clusterCmd(), auditCmd(), agentCmd(), scanCmd(), postureCmd())
+	root.AddCommand(sensorCmd(), rulesCmd(), serverCmd(), upCmd(), alertsCmd(), clusterCmd(), auditCmd(), agentCmd(), scanCmd(), postureCmd(), simulateCmd())
+	root.AddCommand(verifyCmd())
+	root.AddCommand(installCmd(), uninstallCmd())
 	return root
 }
 

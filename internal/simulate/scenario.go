@@ -1,0 +1,169 @@
+package simulate
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// Scenario is one simulated attack.
+type Scenario struct {
+	// ID is the stable kebab-case name users pass to `vigil simulate`.
+	ID string
+	// Summary says in one line what the attacker does.
+	Summary string
+	// Rules are the rule ids the scenario must raise for its victim; it
+	// passes when every one of them reached the server.
+	Rules []string
+	// NeedsCluster marks scenarios that only a Kubernetes cluster can run
+	// (the control plane's audit log); the local backend skips them.
+	NeedsCluster bool
+	// Victim is the workload the attack runs against.
+	Victim VictimSpec
+	// Run performs the attack against the started victim. It calls
+	// s.Step before each action, naming the rules that action must raise,
+	// so that latency is measured from it. Run returns when its actions
+	// are done (not when the alerts arrive) or when ctx is cancelled.
+	Run func(ctx context.Context, s *Session) error
+}
+
+// Victim is a running victim workload as a scenario sees it. The
+// attacker's side of the network (Dial, Listen) is the victim's own
+// network, never the machine's.
+type Victim interface {
+	// ContainerID is the id alerts carry for the victim's container.
+	ContainerID() string
+	// Exec runs args in the victim, as kubectl exec does, and returns
+	// the combined output.
+	Exec(ctx context.Context, args ...string) (string, error)
+	// Dial connects the attacker to addr (ip:port) as the victim's
+	// network sees it.
+	Dial(ctx context.Context, addr string) (net.Conn, error)
+	// Listen opens an attacker's listener at addr (ip:port) reachable
+	// from the victim; the caller closes it.
+	Listen(addr string) (net.Listener, error)
+	// AddLocalAddress makes ip an address of the victim's own loopback
+	// interface, so that a fake service listening on it (via Listen)
+	// answers for that address. Traffic to it never leaves the victim.
+	AddLocalAddress(ctx context.Context, ip string) error
+	// Remove deletes the victim and everything created for it. It runs
+	// on failure and cancellation too, so it takes no context.
+	Remove() error
+}
+
+// Backend starts victims: Local runs runc containers on this machine.
+type Backend interface {
+	// Name is "local" or "cluster".
+	Name() string
+	// Check reports why the backend cannot run at all (missing tools,
+	// not root), before any scenario starts.
+	Check() error
+	// Skip reports why sc cannot run on this backend, "" when it can.
+	Skip(sc *Scenario) string
+	// Start starts a victim for spec. On error nothing is left behind.
+	Start(ctx context.Context, spec VictimSpec) (Victim, error)
+}
+
+// Session is a scenario's run: the victim and the time of each step.
+type Session struct {
+	Victim Victim
+	// Logf receives progress lines (what ran and its output); never nil.
+	Logf func(format string, args ...any)
+
+	mu    sync.Mutex
+	steps map[string]time.Time // rule id -> when the action that raises it ran
+}
+
+// Step records that the action about to run must raise rules; detection
+// latency is measured from now. A rule keeps its first step's time.
+func (s *Session) Step(rules ...string) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.steps == nil {
+		s.steps = map[string]time.Time{}
+	}
+	for _, r := range rules {
+		if _, ok := s.steps[r]; !ok {
+			s.steps[r] = now
+		}
+	}
+}
+
+// Exec runs args in the victim and logs it and its output. An action
+// failing inside the victim is expected (modprobe has no modules there):
+// alerts are on intent, so the error is logged, not returned, unless ctx
+// is done.
+func (s *Session) Exec(ctx context.Context, args ...string) (string, error) {
+	out, err := s.Victim.Exec(ctx, args...)
+	s.Logf("  $ %q -> %v\n%s", args, err, indent(out))
+	if ctx.Err() != nil {
+		return out, ctx.Err()
+	}
+	return out, nil
+}
+
+func (s *Session) stepTime(rule string) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, ok := s.steps[rule]
+	return t, ok
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	out := "    "
+	for i, r := range s {
+		out += string(r)
+		if r == '\n' && i < len(s)-1 {
+			out += "    "
+		}
+	}
+	if s[len(s)-1] != '\n' {
+		out += "\n"
+	}
+	return out
+}
+
+// All lists every scenario in the order `all` runs them.
+func All() []*Scenario {
+	return []*Scenario{webshell(), recon(), lateralMovement(), secrets(), crypto(), reverseShell(), drift(), controlPlane()}
+}
+
+// Lookup returns the scenarios names select: scenario ids, or "all".
+func Lookup(names []string) ([]*Scenario, error) {
+	all := All()
+	if len(names) == 0 {
+		return nil, errUnknown("", all)
+	}
+	var out []*Scenario
+	seen := map[string]bool{}
+	for _, n := range names {
+		if n == "all" {
+			for _, sc := range all {
+				if !seen[sc.ID] {
+					seen[sc.ID] = true
+					out = append(out, sc)
+				}
+			}
+			continue
+		}
+		found := false
+		for _, sc := range all {
+			if sc.ID == n {
+				found = true
+				if !seen[sc.ID] {
+					seen[sc.ID] = true
+					out = append(out, sc)
+				}
+			}
+		}
+		if !found {
+			return nil, errUnknown(n, all)
+		}
+	}
+	return out, nil
+}

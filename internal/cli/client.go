@@ -58,6 +58,20 @@ func (c *clientFlags) resolveToken() (string, error) {
 // call sends a JSON request and decodes the JSON answer into out. A non-2xx
 // answer becomes an error carrying the server's message.
 func (c *clientFlags) call(ctx context.Context, method, path string, query url.Values, body, out any) error {
+	var raw []byte
+	contentType := ""
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		raw, contentType = b, "application/json"
+	}
+	return c.send(ctx, method, path, query, contentType, raw, out)
+}
+
+// send is call with a body sent as is (nil: none), e.g. a YAML document.
+func (c *clientFlags) send(ctx context.Context, method, path string, query url.Values, contentType string, body []byte, out any) error {
 	token, err := c.resolveToken()
 	if err != nil {
 		return err
@@ -69,11 +83,7 @@ func (c *clientFlags) call(ctx context.Context, method, path string, query url.V
 	u.RawQuery = query.Encode()
 	var rd io.Reader
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(body)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -82,8 +92,8 @@ func (c *clientFlags) call(ctx context.Context, method, path string, query url.V
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -175,52 +174,12 @@ func postureResetCmd() *cobra.Command {
 	return cmd
 }
 
-// postureRequest sends a posture config request, a document as is
-// (clientFlags.call sends JSON only, and the server stores the document
-// exactly as sent, comments included).
+// postureRequest sends a posture config request, a document as is (the
+// server stores it exactly as sent, comments included).
 func postureRequest(ctx context.Context, c *clientFlags, method, cluster, contentType string, body []byte, out any) error {
-	token, err := c.resolveToken()
-	if err != nil {
-		return err
-	}
-	u, err := url.Parse(strings.TrimRight(c.server, "/") + postureConfigPath)
-	if err != nil {
-		return fmt.Errorf("--server: %w", err)
-	}
+	var q url.Values
 	if cluster != "" {
-		u.RawQuery = url.Values{"cluster": {cluster}}.Encode()
+		q = url.Values{"cluster": {cluster}}
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, postureConfigPath, errors.Unwrap(err))
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(data, &e) == nil && e.Error != "" {
-			return fmt.Errorf("server: %s (%d)", e.Error, resp.StatusCode)
-		}
-		return fmt.Errorf("server: %s", resp.Status)
-	}
-	return json.Unmarshal(data, out)
+	return c.send(ctx, method, postureConfigPath, q, contentType, body, out)
 }

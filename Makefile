@@ -41,6 +41,15 @@ kube:
 e2e-node:
 	cd test/e2e && $(GO) test -v -count=1 -run TestNodeRunsPod ./node/ -timeout 20m
 
+# e2e installs Vigil into that node and checks it end to end: builds the
+# vigil binary and image, runs vigil server on the host, vigil install,
+# vigil verify (every row, both test alerts with pod/namespace/image
+# attribution), vigil uninstall, teardown (docs/E2E.md). As root, after
+# `make deps kube`. Logs under artifacts/e2e/ when it fails.
+.PHONY: e2e
+e2e:
+	cd test/e2e && $(GO) test -v -count=1 -run TestVigilOnNode . -timeout 25m
+
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
@@ -79,6 +88,7 @@ acceptance: build
 	../shared/acceptance/03-rules
 	../shared/acceptance/04-server
 	../shared/acceptance/05-console
+	../shared/acceptance/08-install-simulate
 
 # images builds the vigil image for linux/amd64 and linux/arm64 without a
 # Docker engine (hack/images): a multi-arch OCI layout in build/images/vigil,

@@ -28,6 +28,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/vigil-sec/vigil/internal/admission"
+	"github.com/vigil-sec/vigil/internal/install"
 	"github.com/vigil-sec/vigil/internal/posture"
 	"github.com/vigil-sec/vigil/internal/posture/scanner"
 	"github.com/vigil-sec/vigil/internal/ship"
@@ -165,7 +166,7 @@ func startKubeParts(ctx context.Context, g *errgroup.Group, f agentFlags, client
 // scannerLease is the Lease agent replicas elect the posture scanner's
 // leader with: one scanner per cluster, whatever the replicas, so two
 // scans never withdraw each other's findings.
-const scannerLease = "vigil-posture-scanner"
+const scannerLease = install.ScannerLease
 
 // runScanner runs the posture scanner while this replica leads, until ctx
 // is done. A new leader starts a new scan run; its completed scan lets the

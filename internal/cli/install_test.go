@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -306,9 +307,12 @@ func TestInstallKubeAPIServer(t *testing.T) {
 	}
 	label(nil)
 
-	// The agent's own Secret, which the chart does not make.
+	// The agent's own Secret and Lease, which the chart does not make.
 	if _, err := kc.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: install.AgentTLSSecret,
 		Labels: map[string]string{admission.ManagedByLabel: admission.ManagedByValue}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kc.CoordinationV1().Leases(ns).Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: install.ScannerLease}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := os.Stat(cluster.AuditLogPath())
@@ -324,6 +328,9 @@ func TestInstallKubeAPIServer(t *testing.T) {
 	}
 	if _, err := kc.CoreV1().Secrets(ns).Get(ctx, install.AgentTLSSecret, metav1.GetOptions{}); err == nil {
 		t.Error("the agent's serving-certificate Secret is left")
+	}
+	if _, err := kc.CoordinationV1().Leases(ns).Get(ctx, install.ScannerLease, metav1.GetOptions{}); err == nil {
+		t.Error("the posture scanner's Lease is left")
 	}
 	deletes := auditDeletes(t, cluster.AuditLogPath(), st.Size())
 	t.Logf("deletions in order: %v", deletes)

@@ -45,6 +45,9 @@ const (
 	// AgentTLSSecret is not in the chart: the agent creates it at run time
 	// (its serving certificate), and uninstall removes it.
 	AgentTLSSecret = "vigil-agent-tls"
+	// ScannerLease is not in the chart either: the agent replicas elect
+	// the posture scanner's leader with it; uninstall removes it.
+	ScannerLease = "vigil-posture-scanner"
 )
 
 // LoadChart loads the chart embedded in the binary.

@@ -65,6 +65,9 @@ func Uninstall(ctx context.Context, opts UninstallOptions) (*UninstallReport, er
 	if err := secrets.Delete(ctx, AgentTLSSecret, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 		return rep, fmt.Errorf("delete Secret %s/%s: %w", c.ns, AgentTLSSecret, err)
 	}
+	if err := c.kube.CoordinationV1().Leases(c.ns).Delete(ctx, ScannerLease, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		return rep, fmt.Errorf("delete Lease %s/%s: %w", c.ns, ScannerLease, err)
+	}
 	pvcs := c.kube.CoreV1().PersistentVolumeClaims(c.ns)
 	if opts.KeepData {
 		if _, err := pvcs.Get(ctx, ServerData, metav1.GetOptions{}); err == nil {
@@ -234,6 +237,12 @@ func (c *clients) leftovers(ctx context.Context, keepData bool) ([]string, error
 		add("Secret", ns, AgentTLSSecret)
 	case !apierrors.IsNotFound(err):
 		return nil, fmt.Errorf("read Secret %s/%s: %w", ns, AgentTLSSecret, err)
+	}
+	switch _, err := k.CoordinationV1().Leases(ns).Get(ctx, ScannerLease, metav1.GetOptions{}); {
+	case err == nil:
+		add("Lease", ns, ScannerLease)
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("read Lease %s/%s: %w", ns, ScannerLease, err)
 	}
 	return out, nil
 }

@@ -81,6 +81,9 @@ type tracked struct {
 	// retry is when to enrich again, in Unix nanoseconds: 0 once
 	// complete or given up, math.MaxInt64 while a retry runs.
 	retry atomic.Int64
+	// tries counts enrichments that found nothing (owned by whoever set
+	// retry to math.MaxInt64).
+	tries uint
 }
 
 // NewResolver finds the cgroup hierarchies (in /proc/self/mountinfo,
@@ -366,6 +369,10 @@ func (r *Resolver) enrich(t *tracked) {
 	if known || now.Sub(t.first) >= r.opts.RetryFor {
 		t.retry.Store(0)
 	} else {
-		t.retry.Store(now.Add(r.opts.RetryInterval).UnixNano())
+		// A container's first events (runc init's) come before runc writes
+		// its state: retry soon, backing off to RetryInterval.
+		wait := min(r.opts.RetryInterval, 10*time.Millisecond<<min(t.tries, 16))
+		t.tries++
+		t.retry.Store(now.Add(wait).UnixNano())
 	}
 }

@@ -470,16 +470,21 @@ func (f *flakyEnricher) Enrich(c *event.Container) (bool, error) {
 }
 
 // TestEnrichRetry checks that a container nothing knew yet is described
-// again every RetryInterval, and no more after RetryFor.
+// again soon (its first events come before runc writes its state), backing
+// off to every RetryInterval, and no more after RetryFor.
 func TestEnrichRetry(t *testing.T) {
 	for _, tc := range []struct {
-		name      string
-		learnAt   time.Duration // when the enricher starts knowing it
-		wantName  string
-		wantCalls int
+		name         string
+		learnAt      time.Duration // when the enricher starts knowing it
+		wantName     string
+		knownBy      time.Duration // the name is known by then
+		minC, maxC   int           // enrichments in all
+		lastCallUpTo time.Duration // no enrichment after this
 	}{
-		{"learned on a retry", 12 * time.Second, "web", 4}, // 0s, 5s, 10s miss; 15s hit; no more
-		{"never learned", time.Hour, "", 13},               // 0s and every 5s up to the 60s cutoff
+		// 0, 10, 30, 70, 150 ms: the fifth attempt knows it.
+		{"learned on an early retry", 100 * time.Millisecond, "web", 160 * time.Millisecond, 5, 5, 160 * time.Millisecond},
+		// Backing off from 10 ms to 5 s, then every 5 s up to the 60 s cutoff.
+		{"never learned", time.Hour, "", 0, 18, 24, time.Minute + 5*time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &flakyEnricher{}
@@ -492,14 +497,23 @@ func TestEnrichRetry(t *testing.T) {
 			now := start
 			r.now = func() time.Time { return now }
 			tr := r.track(&Ref{ID: id})
-			for ; now.Sub(start) < 2*time.Minute; now = now.Add(time.Second) {
+			var lastCall time.Duration
+			for ; now.Sub(start) < 2*time.Minute; now = now.Add(10 * time.Millisecond) {
 				f.mu.Lock()
 				f.known = now.Sub(start) >= tc.learnAt
+				before := f.calls
 				f.mu.Unlock()
-				r.current(tr)
+				c := r.current(tr)
+				if f.calls != before {
+					lastCall = now.Sub(start)
+				}
+				if tc.knownBy > 0 && now.Sub(start) >= tc.knownBy && c.Name != tc.wantName {
+					t.Fatalf("at %v: name %q, want %q", now.Sub(start), c.Name, tc.wantName)
+				}
 			}
-			if c := r.current(tr); c.Name != tc.wantName || f.calls != tc.wantCalls {
-				t.Errorf("name %q after %d enrichments, want %q after %d", c.Name, f.calls, tc.wantName, tc.wantCalls)
+			if c := r.current(tr); c.Name != tc.wantName || f.calls < tc.minC || f.calls > tc.maxC || lastCall > tc.lastCallUpTo {
+				t.Errorf("name %q after %d enrichments (last at %v), want %q after %d-%d, none after %v",
+					c.Name, f.calls, lastCall, tc.wantName, tc.minC, tc.maxC, tc.lastCallUpTo)
 			}
 		})
 	}

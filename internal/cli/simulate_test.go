@@ -148,9 +148,16 @@ func TestSimulationTable(t *testing.T) {
 	}
 }
 
-func TestSimulateNeedsLocal(t *testing.T) {
-	if _, err := run(t, "simulate", "webshell", "--token", "x"); err == nil || !strings.Contains(err.Error(), "--local") {
-		t.Fatalf("without --local: %v", err)
+// Without --local the simulation needs a cluster: no usable kubeconfig is
+// an error naming --local; --local refuses cluster flags.
+func TestSimulateFlags(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-kubeconfig")
+	t.Setenv("KUBECONFIG", missing)
+	if _, err := run(t, "simulate", "webshell", "--token", "x", "--kubeconfig", missing); err == nil || !strings.Contains(err.Error(), "--local") {
+		t.Fatalf("without --local and a kubeconfig: %v", err)
+	}
+	if _, err := run(t, "simulate", "--local", "webshell", "--token", "x", "--context", "prod"); err == nil || !strings.Contains(err.Error(), "--context") {
+		t.Fatalf("--local --context: %v", err)
 	}
 	if _, err := run(t, "simulate", "--local", "bogus", "--token", "x"); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
 		t.Fatalf("unknown scenario: %v", err)

@@ -294,6 +294,31 @@ func (c *container) remove() error {
 	return errors.Join(errs...)
 }
 
+// removeStale removes the victims, their overlay mounts and bundles that a
+// killed run (kill -9, a test timeout) left behind. The caller holds
+// localLock, so no other run owns them.
+func removeStale(runc string) {
+	out, err := exec.Command(runc, "list", "--quiet").Output()
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		if strings.HasPrefix(id, Prefix) {
+			c := &container{id: id, runc: runc, pid: -1}
+			c.remove()
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	bundles, _ := filepath.Glob(filepath.Join(os.TempDir(), Prefix+"*"))
+	for _, b := range bundles {
+		merged := filepath.Join(b, "merged")
+		if bytes.Contains(mounts, []byte(" "+merged+" ")) {
+			_ = exec.Command("umount", "-l", merged).Run()
+		}
+		_ = os.RemoveAll(b)
+	}
+}
+
 // removeCgroupDirs removes the now-empty parents runc created for path in
 // every mounted hierarchy, deepest first; it stops at the first that is not
 // empty (shared with other containers).

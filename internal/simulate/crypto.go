@@ -2,9 +2,9 @@ package simulate
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 )
 
@@ -23,15 +23,12 @@ func crypto() *Scenario {
 			Links: map[string]string{"/sbin/modprobe": "/bin/busybox"},
 		},
 		Run: func(ctx context.Context, s *Session) error {
-			// The "miner" is busybox under another name: run as xmrig it
-			// only says that it knows no such command.
-			bb, err := exec.LookPath("busybox")
-			if err != nil {
-				return err
-			}
-			miner, err := os.ReadFile(bb)
-			if err != nil {
-				return err
+			// The "miner" is the victim's own busybox under another name
+			// (so it fits the node's architecture): run as xmrig it only
+			// says that it knows no such command.
+			miner, err := s.Victim.Exec(ctx, "/bin/cat", "/bin/busybox")
+			if err != nil || !strings.HasPrefix(miner, "\x7fELF") {
+				return fmt.Errorf("read the victim's busybox for the miner: %v", err)
 			}
 			stop, err := serve(s.Victim, minerSiteAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path != "/xmrig" {
@@ -39,7 +36,7 @@ func crypto() *Scenario {
 					return
 				}
 				w.Header().Set("Content-Type", "application/octet-stream")
-				_, _ = w.Write(miner)
+				_, _ = io.WriteString(w, miner)
 			}))
 			if err != nil {
 				return err

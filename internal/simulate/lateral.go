@@ -55,6 +55,9 @@ func lateralMovement() *Scenario {
 		Summary: "asks the cloud metadata service (a fake one inside the victim's network) for instance data and identity tokens",
 		Rules:   []string{"runtime.cloud-metadata-access", "runtime.cloud-metadata-token"},
 		Victim:  VictimSpec{Name: "lateral-movement"},
+		// Only this address, on the victim's own loopback: never a real
+		// metadata service.
+		LocalAddresses: []string{metadataIP},
 		Run: func(ctx context.Context, s *Session) error {
 			if err := s.Victim.AddLocalAddress(ctx, metadataIP); err != nil {
 				return err

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+
+	"golang.org/x/sys/unix"
 )
 
 // Local is the backend of `vigil simulate --local`: every victim is a runc
@@ -14,7 +17,13 @@ import (
 // and busybox.
 type Local struct {
 	runc, busybox string
+	lock          *os.File // held while the run lasts; see Check
 }
+
+// localLock serializes local simulations on this machine: whoever holds it
+// knows every vigil-sim-* container is its own or left by a run that was
+// killed.
+const localLock = "/run/vigil-simulate.lock"
 
 // Name implements Backend.
 func (l *Local) Name() string { return "local" }
@@ -26,7 +35,27 @@ func (l *Local) Check() error {
 		return fmt.Errorf("local simulation: %w", err)
 	}
 	l.runc, l.busybox = runc, busybox
+	f, err := os.OpenFile(localLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("local simulation: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("local simulation: another `vigil simulate --local` is running on this machine (%s is locked)", localLock)
+	}
+	l.lock = f
+	removeStale(runc)
 	return nil
+}
+
+// Close releases the machine's simulation lock.
+func (l *Local) Close() error {
+	if l.lock == nil {
+		return nil
+	}
+	err := l.lock.Close() // closing drops the flock
+	l.lock = nil
+	return err
 }
 
 // Skip implements Backend.

@@ -42,6 +42,45 @@ for p in $ports; do
 done
 `
 
+// accessReview is the shell command that asks the API server what the
+// pod's token may do (a SelfSubjectAccessReview, as `kubectl auth can-i`
+// does), with a kubectl user agent, over scheme.
+func accessReview(scheme string) string {
+	ssar := `{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{"resourceAttributes":{"namespace":"default","verb":"get","resource":"pods"}}}`
+	insecure := ""
+	if scheme == "https" {
+		insecure = "--no-check-certificate "
+	}
+	return `/bin/wget -q -O - ` + insecure + `-U kubectl/v1.31.0 --header "Authorization: Bearer $(/bin/cat ` + saTokenPath + `)" ` +
+		`--header "Content-Type: application/json" --post-data '` + ssar + `' ` +
+		scheme + `://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/apis/authorization.k8s.io/v1/selfsubjectaccessreviews`
+}
+
+// reconCluster is recon in a victim pod: the token is the pod's own, the
+// access review goes to the real API server (the pod's service account
+// may ask about itself), and the scan covers the API server's service
+// address (KUBERNETES_SERVICE_HOST), on the same short port list.
+func reconCluster(ctx context.Context, s *Session) error {
+	s.Step("runtime.service-account-token-read")
+	if _, err := s.Exec(ctx, "/bin/cat", saTokenPath); err != nil {
+		return err
+	}
+	s.Step("runtime.kube-api-from-container")
+	out, err := s.Exec(ctx, "/bin/sh", "-c", accessReview("https"))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(out, "SelfSubjectAccessReview") {
+		return fmt.Errorf("the API server did not answer the access review: %q", out)
+	}
+	s.Step("runtime.network-scanning-tool")
+	out, err = s.Exec(ctx, "/bin/sh", "-c", `/usr/bin/nmap -Pn --open -p `+scanPorts+` "$KUBERNETES_SERVICE_HOST"`)
+	if err != nil {
+		return err
+	}
+	return errIf(strings.Contains(out, "/tcp open"), "the port scan found no open port on the API server's address: %q", out)
+}
+
 func recon() *Scenario {
 	return &Scenario{
 		ID:      "recon",
@@ -56,7 +95,12 @@ func recon() *Scenario {
 				"/usr/bin/nmap": {Data: []byte(nmapScript), Mode: 0o755},
 			},
 		},
+		// In a cluster: the pod's own token, the real API server.
+		PodServiceAccount: true,
 		Run: func(ctx context.Context, s *Session) error {
+			if _, ok := s.Victim.(*podVictim); ok {
+				return reconCluster(ctx, s)
+			}
 			asked := make(chan string, 4)
 			stop, err := serve(s.Victim, fakeAPIAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
@@ -78,10 +122,7 @@ func recon() *Scenario {
 				return err
 			}
 			s.Step("runtime.kube-api-from-container")
-			ssar := `{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1","spec":{"resourceAttributes":{"namespace":"default","verb":"get","resource":"pods"}}}`
-			if _, err := s.Exec(ctx, "/bin/sh", "-c", `/bin/wget -q -O - -U kubectl/v1.31.0 --header "Authorization: Bearer $(/bin/cat `+saTokenPath+`)" `+
-				`--header "Content-Type: application/json" --post-data '`+ssar+`' `+
-				`http://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/apis/authorization.k8s.io/v1/selfsubjectaccessreviews`); err != nil {
+			if _, err := s.Exec(ctx, "/bin/sh", "-c", accessReview("http")); err != nil {
 				return err
 			}
 			select {

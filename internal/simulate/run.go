@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -17,12 +18,25 @@ type AlertSource interface {
 	Alerts(ctx context.Context, containerID string, since time.Time) ([]Alert, error)
 }
 
+// AuditAlertSource is an AlertSource that also reads the control plane's
+// alerts, which control-plane scenarios need.
+type AuditAlertSource interface {
+	AlertSource
+	// AuditAlerts returns the alerts raised from the API server's audit
+	// log (no container, no node) last seen at or after since, with
+	// Object set.
+	AuditAlerts(ctx context.Context, since time.Time) ([]Alert, error)
+}
+
 // Alert is what a scenario checks of an alert on the server.
 type Alert struct {
 	Rule string
 	// Namespace and Pod are the workload the alert names, when the
 	// sensor knew it.
 	Namespace, Pod string
+	// Object is the API object a control-plane alert is about, as
+	// ObjectRef names it ("" for runtime alerts).
+	Object string
 }
 
 // Config configures Run.
@@ -104,6 +118,13 @@ func Run(ctx context.Context, cfg Config, scenarios []*Scenario) ([]Result, erro
 	if err := cfg.Backend.Check(); err != nil {
 		return nil, err
 	}
+	if c, ok := cfg.Backend.(io.Closer); ok {
+		defer func() {
+			if err := c.Close(); err != nil {
+				cfg.Logf("%s backend: cleanup: %v", cfg.Backend.Name(), err)
+			}
+		}()
+	}
 	results := make([]Result, len(scenarios))
 	victims := make([]Victim, len(scenarios))
 	remove := func(i int) {
@@ -143,7 +164,13 @@ func Run(ctx context.Context, cfg Config, scenarios []*Scenario) ([]Result, erro
 		if ctx.Err() != nil {
 			continue
 		}
-		v, err := cfg.Backend.Start(ctx, sc.Victim)
+		var v Victim
+		var err error
+		if ss, ok := cfg.Backend.(ScenarioStarter); ok {
+			v, err = ss.StartScenario(ctx, sc)
+		} else {
+			v, err = cfg.Backend.Start(ctx, sc.Victim)
+		}
 		if err != nil {
 			r.Status, r.Reason = Fail, fmt.Sprintf("start the victim: %v", err)
 			continue
@@ -190,7 +217,7 @@ func runOne(ctx context.Context, cfg Config, sc *Scenario, v Victim, since time.
 	deadline := time.Now().Add(cfg.Timeout)
 	cfg.Logf("scenario %s: actions done in %v; waiting up to %v for %s", sc.ID, time.Since(start).Round(time.Millisecond), cfg.Timeout, strings.Join(sc.Rules, ", "))
 	for {
-		alerts, err := cfg.Alerts.Alerts(ctx, v.ContainerID(), since)
+		alerts, err := readAlerts(ctx, cfg.Alerts, sc, s, since)
 		now := time.Now()
 		var rules []string
 		for _, a := range alerts {
@@ -241,6 +268,26 @@ func runOne(ctx context.Context, cfg Config, sc *Scenario, v Victim, since time.
 		case <-time.After(cfg.Poll):
 		}
 	}
+}
+
+// readAlerts asks for a scenario's alerts: its container's, or for a
+// control-plane scenario the audit alerts about the objects it touched.
+func readAlerts(ctx context.Context, src AlertSource, sc *Scenario, s *Session, since time.Time) ([]Alert, error) {
+	if !sc.ControlPlane {
+		return src.Alerts(ctx, s.Victim.ContainerID(), since)
+	}
+	as, ok := src.(AuditAlertSource)
+	if !ok {
+		return nil, errors.New("the alert source cannot read control-plane alerts")
+	}
+	all, err := as.AuditAlerts(ctx, since)
+	var mine []Alert
+	for _, a := range all {
+		if s.touched(a.Object) {
+			mine = append(mine, a)
+		}
+	}
+	return mine, err
 }
 
 func errUnknown(name string, all []*Scenario) error {

@@ -3,6 +3,7 @@ package simulate
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -19,6 +20,21 @@ type Scenario struct {
 	// NeedsCluster marks scenarios that only a Kubernetes cluster can run
 	// (the control plane's audit log); the local backend skips them.
 	NeedsCluster bool
+	// ControlPlane marks scenarios whose alerts come from the API
+	// server's audit log: they name no container, so they are matched by
+	// the API objects the scenario touched (Session.Object), and the
+	// victim is the cluster's API itself (VictimSpec.APIOnly).
+	ControlPlane bool
+	// LocalAddresses are the addresses the scenario gives the victim's
+	// loopback (Victim.AddLocalAddress); a cluster victim's attacker
+	// sidecar may add these and no others, and gets NET_ADMIN only then.
+	LocalAddresses []string
+	// PodServiceAccount: in a cluster, the victim talks to the real API
+	// server with its pod's own service-account token (mounted, with the
+	// KUBERNETES_SERVICE_* environment); the stand-ins Victim plants for
+	// the local backend under the service-account directory and in
+	// KUBERNETES_SERVICE_* are left out there.
+	PodServiceAccount bool
 	// Victim is the workload the attack runs against.
 	Victim VictimSpec
 	// Run performs the attack against the started victim. It calls
@@ -52,7 +68,10 @@ type Victim interface {
 	Remove() error
 }
 
-// Backend starts victims: Local runs runc containers on this machine.
+// Backend starts victims: Local runs runc containers on this machine,
+// Cluster runs pods. A Backend that is also an io.Closer is closed when Run
+// returns (also on failure and cancellation): what it created for the run
+// as a whole, such as the Cluster's namespace, goes then.
 type Backend interface {
 	// Name is "local" or "cluster".
 	Name() string
@@ -65,14 +84,45 @@ type Backend interface {
 	Start(ctx context.Context, spec VictimSpec) (Victim, error)
 }
 
+// ScenarioStarter is a Backend that starts victims knowing the whole
+// scenario (its cluster needs, or that it acts on the control plane);
+// Run calls StartScenario instead of Start then. Its contract is Start's.
+type ScenarioStarter interface {
+	StartScenario(ctx context.Context, sc *Scenario) (Victim, error)
+}
+
 // Session is a scenario's run: the victim and the time of each step.
 type Session struct {
 	Victim Victim
 	// Logf receives progress lines (what ran and its output); never nil.
 	Logf func(format string, args ...any)
 
-	mu    sync.Mutex
-	steps map[string]time.Time // rule id -> when the action that raises it ran
+	mu      sync.Mutex
+	steps   map[string]time.Time // rule id -> when the action that raises it ran
+	objects map[string]bool      // "resource/namespace/name" a control-plane scenario touched
+}
+
+// Object records that the scenario acted on an API object (namespace ""
+// for cluster-scoped ones, name "" for a whole collection): a control-plane
+// scenario's alerts are the ones about the objects it recorded.
+func (s *Session) Object(resource, namespace, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects == nil {
+		s.objects = map[string]bool{}
+	}
+	s.objects[ObjectRef(resource, namespace, name)] = true
+}
+
+// ObjectRef is how Alert.Object and Session.Object name an API object.
+func ObjectRef(resource, namespace, name string) string {
+	return resource + "/" + namespace + "/" + name
+}
+
+func (s *Session) touched(object string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.objects[object]
 }
 
 // Step records that the action about to run must raise rules; detection
@@ -115,17 +165,7 @@ func indent(s string) string {
 	if s == "" {
 		return ""
 	}
-	out := "    "
-	for i, r := range s {
-		out += string(r)
-		if r == '\n' && i < len(s)-1 {
-			out += "    "
-		}
-	}
-	if s[len(s)-1] != '\n' {
-		out += "\n"
-	}
-	return out
+	return "    " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n    ") + "\n"
 }
 
 // All lists every scenario in the order `all` runs them.

@@ -147,6 +147,7 @@ func TestLocalVictim(t *testing.T) {
 	if err := be.Check(); err != nil {
 		t.Fatal(err)
 	}
+	defer be.Close()
 	ctx := context.Background()
 	v, err := be.Start(ctx, simulate.VictimSpec{Name: "test", Files: map[string]simulate.File{"/etc/motd": {Data: []byte("hi\n"), Mode: 0o644}}})
 	if err != nil {
@@ -223,5 +224,36 @@ func TestLocalVictim(t *testing.T) {
 	}
 	if dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), id+"-*")); len(dirs) > 0 {
 		t.Errorf("bundle left behind: %v", dirs)
+	}
+}
+
+// A run killed with its victims up (kill -9, a test timeout) leaves them
+// behind; the next local run removes them. Two local runs at once are
+// refused rather than removing each other's victims.
+func TestLocalRemovesStaleVictims(t *testing.T) {
+	killed := &simulate.Local{}
+	if err := killed.Check(); err != nil {
+		t.Fatal(err)
+	}
+	v, err := killed.Start(context.Background(), simulate.VictimSpec{Name: "stale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := v.ContainerID()
+	if err := (&simulate.Local{}).Check(); err == nil || !strings.Contains(err.Error(), "another") {
+		t.Fatalf("a second local run while one holds the lock: %v", err)
+	}
+	killed.Close() // the run dies without removing its victim
+
+	next := &simulate.Local{}
+	if err := next.Check(); err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if out, _ := exec.Command("runc", "list", "--quiet").Output(); strings.Contains(string(out), id) {
+		t.Fatalf("stale victim %s still runs", id)
+	}
+	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), id) {
+		t.Fatalf("stale victim %s still has its overlay mounted", id)
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -53,6 +55,14 @@ type Options struct {
 	APIServerFlags []string
 	// ReadyTimeout bounds the wait for /readyz; 0 means 60 s.
 	ReadyTimeout time.Duration
+	// Address, when set, is the IPv4 address kube-apiserver binds to and
+	// advertises instead of 127.0.0.1: an address of this machine that pods
+	// can reach (the caller owns it, e.g. on a dummy interface). The serving
+	// certificate covers it, URL uses it, and the endpoint reconciler points
+	// the kubernetes Service at it, so in-cluster clients reach the API
+	// server through the Service as in real clusters. The audit webhook may
+	// then be on it too (AuditWebhook.URL).
+	Address string
 }
 
 // User is a static-token user.
@@ -65,7 +75,9 @@ type User struct {
 // in batches.
 type AuditWebhook struct {
 	// URL is the full https URL, path included (e.g. .../api/v1/audit). It
-	// must be on 127.0.0.1 or localhost: the harness stays on loopback.
+	// must be on 127.0.0.1, localhost or Options.Address: the harness stays
+	// on the machine. (Not http: kube-apiserver's kubeconfig loading sends
+	// no credentials over plain HTTP.)
 	URL string
 	// CAData is the PEM CA bundle that verifies the receiver's certificate.
 	CAData []byte
@@ -87,6 +99,7 @@ type Cluster struct {
 	dir       string // certificates, configs and logs
 	etcdDir   string // etcd's data, removed by Stop
 	url       string
+	address   string // Options.Address
 	ca        *ca
 	saKeyPath string
 	caPath    string
@@ -138,10 +151,20 @@ func (c *Cluster) start(opts Options) error {
 	if err := c.write("ca.key", pemBlock("PRIVATE KEY", caKey)); err != nil {
 		return err
 	}
-	servingCert, servingKey, err := c.ca.issue("kube-apiserver", nil, []string{
+	hosts := []string{
 		"127.0.0.1", "localhost", "10.0.0.1", "kubernetes", "kubernetes.default",
 		"kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
-	})
+	}
+	addr := "127.0.0.1"
+	if opts.Address != "" {
+		if ip := net.ParseIP(opts.Address); ip == nil || ip.To4() == nil || ip.IsLoopback() {
+			return fmt.Errorf("Address %q: must be a non-loopback IPv4 address", opts.Address)
+		}
+		addr = opts.Address
+		hosts = append(hosts, addr)
+	}
+	c.address = opts.Address
+	servingCert, servingKey, err := c.ca.issue("kube-apiserver", nil, hosts)
 	if err != nil {
 		return err
 	}
@@ -173,14 +196,18 @@ func (c *Cluster) start(opts Options) error {
 	if err != nil {
 		return err
 	}
-	c.url = "https://127.0.0.1:" + strconv.Itoa(port)
+	c.url = "https://" + net.JoinHostPort(addr, strconv.Itoa(port))
+	// On loopback the kubernetes Service gets no Endpoints: they may not be
+	// loopback addresses, and nothing runs in-cluster to use them.
+	reconciler := "none"
+	if opts.Address != "" {
+		reconciler = "lease"
+	}
 	args := []string{
 		"--etcd-servers=" + etcdURL,
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
-		// The kubernetes Service gets no Endpoints: they may not be loopback
-		// addresses, and nothing runs in-cluster to use them.
-		"--endpoint-reconciler-type=none",
+		"--bind-address=" + addr,
+		"--advertise-address=" + addr,
+		"--endpoint-reconciler-type=" + reconciler,
 		"--secure-port=" + strconv.Itoa(port),
 		"--cert-dir=" + c.path("apiserver-certs"),
 		"--tls-cert-file=" + c.path("apiserver.crt"),
@@ -359,8 +386,13 @@ func (c *Cluster) writeTokens(users []User) error {
 }
 
 func (c *Cluster) writeAuditWebhookConfig(w *AuditWebhook) error {
-	if !strings.HasPrefix(w.URL, "https://127.0.0.1") && !strings.HasPrefix(w.URL, "https://localhost") {
-		return fmt.Errorf("audit webhook URL %q: must be https on 127.0.0.1 or localhost", w.URL)
+	u, err := url.Parse(w.URL)
+	if err != nil {
+		return fmt.Errorf("audit webhook URL %q: %w", w.URL, err)
+	}
+	host := u.Hostname()
+	if u.Scheme != "https" || (host != "127.0.0.1" && host != "localhost" && (c.address == "" || host != c.address)) {
+		return fmt.Errorf("audit webhook URL %q: must be https on 127.0.0.1, localhost or Options.Address", w.URL)
 	}
 	cfg := clientcmdapi.NewConfig()
 	cfg.Clusters["audit"] = &clientcmdapi.Cluster{Server: w.URL, CertificateAuthorityData: w.CAData}
@@ -410,7 +442,8 @@ func (c *Cluster) Kubeconfig(name string, groups ...string) string {
 	return path
 }
 
-// URL is the API server's base URL, https://127.0.0.1:<port>.
+// URL is the API server's base URL, https://127.0.0.1:<port> (or
+// Options.Address instead of 127.0.0.1).
 func (c *Cluster) URL() string { return c.url }
 
 // CAData is the PEM CA that signed the API server's serving certificate and

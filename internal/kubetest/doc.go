@@ -1,6 +1,7 @@
 // Package kubetest runs a real Kubernetes control plane for Vigil's tests:
 // etcd and kube-apiserver (and, on request, kube-controller-manager) as child
-// processes of the test, on 127.0.0.1 only.
+// processes of the test, on 127.0.0.1 only (or on Options.Address, an address
+// of this machine the caller owns, for a cluster with pods).
 //
 // Tests that exercise Vigil against the API server use it: the audit webhook
 // receiver (kube-apiserver POSTs audit.k8s.io/v1 EventLists to it), the
@@ -26,7 +27,7 @@
 // # What Start sets up
 //
 // A CA generated per cluster signs the API server's serving certificate (for
-// 127.0.0.1, localhost and the in-cluster kubernetes names) and any client
+// 127.0.0.1, localhost, Options.Address and the in-cluster kubernetes names) and any client
 // certificates the test asks for (CertConfig). Authentication is by that CA
 // and by a static token file holding the admin user (group system:masters)
 // plus Options.Users, each with a generated token. Authorization is
@@ -34,7 +35,8 @@
 // runs with Options.AuditPolicy (default: Metadata for everything) and goes
 // to Options.AuditWebhook and/or a log file (Options.AuditLog). Admission
 // plugins are kube-apiserver's defaults, privileged pods are allowed, and the
-// kubernetes Service has no Endpoints (they may not be loopback addresses).
+// kubernetes Service has no Endpoints (they may not be loopback addresses)
+// unless Options.Address is set.
 //
 // Every wait is bounded. Processes run in their own process groups and are
 // killed by Cluster.Stop, which Start registers with t.Cleanup; when the test

@@ -12,9 +12,16 @@
 // BuildImage (go-containerregistry) and imported into the node's containerd
 // with ctr; the sandbox image is busybox sleeping.
 //
-// Nothing the node does may reach beyond the machine: the service CIDR has
-// a blackhole route, forwarded pod traffic to anything but the pod CIDR and
-// loopback is dropped by a chain the harness owns, and pod-sourced packets
+// kube-apiserver binds to and advertises APIServerAddress, on an interface
+// the harness creates (APIInterface), so the kubernetes Service points there
+// and pods reach the API server through kube-proxy as in real clusters;
+// Options.BeforeAPIServer lets a test start what the API server needs (a
+// receiver for its audit webhook) on that address first.
+//
+// Nothing the node does may reach beyond the machine: the service CIDR is
+// routed into APIInterface, which drops it, forwarded pod traffic to
+// anything but the pod CIDR, the node's addresses and loopback is dropped
+// by a chain the harness owns, and pod-sourced packets
 // leaving on the default route's interface are counted so a test can assert
 // there were none (Node.EgressPackets).
 //
@@ -22,7 +29,7 @@
 // (hack/install-deps.sh installs it). Start must run as root, holds a
 // machine-wide lock so one node runs at a time, and registers a teardown
 // with t.Cleanup that deletes pods, stops every process, kills leftover
-// shims, unmounts what kubelet and containerd mounted, deletes cni0, routes,
+// shims, unmounts what kubelet and containerd mounted, deletes cni0, APIInterface, routes,
 // iptables chains and cgroups the run added, restores sysctls, and, when the
 // test failed, keeps every component's log under artifacts/e2e/.
 package node

@@ -33,7 +33,7 @@ const (
 )
 
 // busyboxApplets are linked to busybox in /bin of the busybox images.
-var busyboxApplets = []string{"sh", "sleep", "echo", "cat", "ls", "hostname", "wget", "nc", "ip", "ps", "id", "true", "false", "env", "httpd", "mkdir"}
+var busyboxApplets = []string{"sh", "sleep", "echo", "cat", "ls", "hostname", "wget", "nc", "ip", "ps", "id", "true", "false", "env", "httpd", "mkdir", "ln"}
 
 // Image describes an image built by BuildImage.
 type Image struct {

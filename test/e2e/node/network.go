@@ -22,6 +22,19 @@ const (
 	egressChain = "VIGIL-E2E-EGRESS"
 )
 
+// APIServerAddress is the address kube-apiserver binds to and advertises
+// (the kubernetes Service's endpoint, which kube-proxy DNATs 10.0.0.1:443
+// to). It lives on APIInterface, which the harness creates and removes: an
+// address of the machine that pods reach (the drop chain lets pods reach the
+// node's own addresses) and nothing else sees. APIInterface is a bridge
+// without ports, which drops whatever is routed to it: a dummy interface
+// would do, but these machines' kernels have no dummy driver.
+// Anything else a test serves to pods (Vigil's server) can listen there too.
+const (
+	APIServerAddress = "10.200.0.1"
+	APIInterface     = "vigil-e2e0"
+)
+
 // sysctls that the bridge plugin, kubelet and kube-proxy may change; their
 // values are restored at teardown.
 var sysctls = []string{
@@ -49,6 +62,7 @@ type hostState struct {
 	netns  map[string]bool   // entries of /var/run/netns
 	logs   map[string]bool   // entries of /var/log/containers
 	links  map[string]bool   // network interfaces
+	runc   map[string]bool   // entries of runcStateDir
 	sysctl map[string]string // path under /proc/sys -> value
 }
 
@@ -56,6 +70,7 @@ func snapshotHost() (*hostState, error) {
 	s := &hostState{
 		netns:  dirEntries("/var/run/netns"),
 		logs:   dirEntries("/var/log/containers"),
+		runc:   dirEntries(runcStateDir),
 		links:  map[string]bool{},
 		nft:    nftTables(),
 		dirs:   map[string]bool{},
@@ -82,6 +97,10 @@ func snapshotHost() (*hostState, error) {
 	}
 	return s, nil
 }
+
+// runcStateDir is runc's state directory for containerd's k8s.io namespace
+// (runc --root): <id>/state.json per container, removed by runc delete.
+const runcStateDir = "/run/containerd/runc/k8s.io"
 
 // sharedDirs are directories outside the run's own that containerd, its
 // shims, the CNI plugins and the kubelet create; teardown removes those the
@@ -376,11 +395,33 @@ func hostIPv4s() []string {
 	return ips
 }
 
-// guardNetwork installs the blackhole route for the service CIDR and the
-// harness's chains. Teardown is unguardNetwork.
+// addAPIInterface creates APIInterface, an empty bridge, with
+// APIServerAddress/32. unguardNetwork removes it.
+func addAPIInterface() error {
+	for _, c := range [][]string{
+		{"link", "add", APIInterface, "type", "bridge"},
+		{"addr", "add", APIServerAddress + "/32", "dev", APIInterface},
+		{"link", "set", APIInterface, "up"},
+	} {
+		if _, err := run("ip", c...); err != nil {
+			return fmt.Errorf("interface for the API server's address: %w", err)
+		}
+	}
+	return nil
+}
+
+// guardNetwork routes the service CIDR into APIInterface and installs
+// the harness's chains. Teardown is unguardNetwork.
+//
+// The route, not a blackhole: a ClusterIP kube-proxy does not translate
+// still goes nowhere (an empty bridge drops what it is sent, and forwarded
+// pod packets to it are dropped by fwdChain first), but a process on the
+// host can connect to a ClusterIP, as on a real node: kube-apiserver calls
+// an admission webhook through its Service's ClusterIP, and connect(2) to a
+// blackholed address fails before kube-proxy's OUTPUT DNAT sees a packet.
 func guardNetwork(podCIDR, serviceCIDR, egressIface string) error {
-	if _, err := run("ip", "route", "replace", "blackhole", serviceCIDR); err != nil {
-		return fmt.Errorf("blackhole route for the service CIDR: %w", err)
+	if _, err := run("ip", "route", "replace", serviceCIDR, "dev", APIInterface); err != nil {
+		return fmt.Errorf("route for the service CIDR: %w", err)
 	}
 	ipt := func(args ...string) error {
 		_, err := run("iptables", append([]string{"-w", "-t", "mangle"}, args...)...)
@@ -410,10 +451,11 @@ func guardNetwork(podCIDR, serviceCIDR, egressIface string) error {
 	return nil
 }
 
-// unguardNetwork removes what guardNetwork installed; missing pieces are
+// unguardNetwork removes what guardNetwork and addAPIInterface installed; missing pieces are
 // not errors (it also cleans up after a run that was killed).
 func unguardNetwork(serviceCIDR string) {
-	_, _ = run("ip", "route", "del", "blackhole", serviceCIDR)
+	_, _ = run("ip", "route", "del", serviceCIDR)
+	_, _ = run("ip", "link", "del", APIInterface)
 	for _, hook := range [][2]string{{"FORWARD", fwdChain}, {"POSTROUTING", egressChain}} {
 		for {
 			if _, err := run("iptables", "-w", "-t", "mangle", "-D", hook[0], "-j", hook[1]); err != nil {

@@ -42,6 +42,12 @@ type Options struct {
 	// ImageFiles are image tarballs (docker or OCI archives, e.g. those
 	// `make images` writes) imported as they are.
 	ImageFiles []string
+	// BeforeAPIServer, when set, is called once APIServerAddress exists and
+	// before kube-apiserver starts, e.g. to start a receiver listening on
+	// that address. A non-nil AuditWebhook it returns replaces
+	// Options.AuditWebhook. Cleanups it registers run after the node's
+	// teardown.
+	BeforeAPIServer func(n *Node) (*kubetest.AuditWebhook, error)
 }
 
 // Node is a running single-node cluster. Its methods may be called from the
@@ -103,6 +109,15 @@ func Start(t testing.TB, opts Options) *Node {
 		t.Logf("e2e node: %-20s %6.1fs (total %.1fs)", name, time.Since(s).Seconds(), time.Since(start).Seconds())
 	}
 
+	if opts.BeforeAPIServer != nil {
+		step("before-apiserver", func() error {
+			w, err := opts.BeforeAPIServer(n)
+			if w != nil {
+				opts.AuditWebhook = w
+			}
+			return err
+		})
+	}
 	var apiFlags []string
 	step("kubelet-client-pki", func() error {
 		ca, cert, key, err := kubeletClientPKI()
@@ -131,6 +146,7 @@ func Start(t testing.TB, opts Options) *Node {
 			AuditWebhook:   opts.AuditWebhook,
 			AuditLog:       true,
 			APIServerFlags: apiFlags,
+			Address:        APIServerAddress,
 		})
 		n.Client = n.Cluster.Clientset(kubetest.Admin)
 		return nil
@@ -203,6 +219,9 @@ func (n *Node) prepare() error {
 	}
 	n.started = time.Now()
 	if err := saveSysctls(n.before.sysctl); err != nil {
+		return err
+	}
+	if err := addAPIInterface(); err != nil {
 		return err
 	}
 	if errs := removeCgroups(); len(errs) > 0 {
@@ -355,14 +374,16 @@ state = %q
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        # runc keeps its state where it does on any containerd node
+        # (/run/containerd/runc/k8s.io/<id>/state.json): Vigil's sensor reads
+        # the pod's name, namespace and image there.
         SystemdCgroup = %t
-        Root = %q
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %q
     conf_dir = %q
     max_conf_num = 1
 `, n.path("containerd", "root"), n.path("containerd", "state"), n.sock, n.sock+".ttrpc",
-		PauseImage, cgroupDriver() == "systemd", n.path("runc"), CNIBinDir, n.path("cni", "net.d"))
+		PauseImage, cgroupDriver() == "systemd", CNIBinDir, n.path("cni", "net.d"))
 	if err := n.write("containerd/config.toml", cfg); err != nil {
 		return err
 	}

@@ -127,6 +127,15 @@ func TestNodeRunsPod(t *testing.T) {
 	}
 	t.Logf("service %s answered through kube-proxy after %.1fs", svc.Spec.ClusterIP, time.Since(s).Seconds())
 
+	// The kubernetes Service: kube-proxy DNATs 10.0.0.1:443 to the API
+	// server's address on the node, as in-cluster clients need.
+	s = time.Now()
+	out, err = execIn(ctx, n, got, "sh", "-c", "nc -w 3 10.0.0.1 443 </dev/null; echo exit=$?")
+	if err != nil || !strings.Contains(out, "exit=0") {
+		t.Errorf("step kubernetes-service: connect from the pod to 10.0.0.1:443: %v %q", err, out)
+	}
+	t.Logf("the kubernetes Service (10.0.0.1:443 -> %s) answered the pod in %.1fs", APIServerAddress, time.Since(s).Seconds())
+
 	// Pod traffic bound off the machine: TEST-NET-3 (never routed), and a
 	// service IP nothing serves (blackholed). Both must be stopped on the
 	// machine: the drop rule counts them, nothing pod-sourced leaves.

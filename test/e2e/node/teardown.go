@@ -99,6 +99,12 @@ func (n *Node) tearDown() {
 					_ = os.Remove(filepath.Join("/var/log/containers", name))
 				}
 			}
+			// runc state of containers containerd did not delete.
+			for name := range dirEntries(runcStateDir) {
+				if !n.before.runc[name] {
+					_ = os.RemoveAll(filepath.Join(runcStateDir, name))
+				}
+			}
 			if !n.before.links[Bridge] {
 				_, _ = run("ip", "link", "del", Bridge)
 			}
@@ -158,13 +164,37 @@ func (n *Node) tearDown() {
 	}
 }
 
-// deletePods deletes every pod and waits until they are gone and the CNI
-// plugin has released every address (the kubelet has torn their sandboxes
-// down).
+// deletePods deletes every workload controller (so none makes a pod
+// again: a DaemonSet or Deployment the test left behind, e.g. when it
+// failed before uninstalling Vigil), then every pod, and waits until they
+// are gone and the CNI plugin has released every address (the kubelet has
+// torn their sandboxes down).
 func (n *Node) deletePods(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	grace := int64(1)
+	orphan := metav1.DeletePropagationOrphan
+	del := metav1.DeleteOptions{PropagationPolicy: &orphan}
+	apps, batch := n.Client.AppsV1(), n.Client.BatchV1()
+	nss, err := n.Client.CoreV1().Namespaces().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err
+	}
+	all := metav1.ListOptions{}
+	for _, ns := range nss.Items {
+		for _, f := range []func(string) error{
+			func(ns string) error { return apps.DaemonSets(ns).DeleteCollection(ctx, del, all) },
+			func(ns string) error { return apps.Deployments(ns).DeleteCollection(ctx, del, all) },
+			func(ns string) error { return apps.StatefulSets(ns).DeleteCollection(ctx, del, all) },
+			func(ns string) error { return apps.ReplicaSets(ns).DeleteCollection(ctx, del, all) },
+			func(ns string) error { return batch.CronJobs(ns).DeleteCollection(ctx, del, all) },
+			func(ns string) error { return batch.Jobs(ns).DeleteCollection(ctx, del, all) },
+		} {
+			if err := f(ns.Name); err != nil {
+				return fmt.Errorf("delete workload controllers in %s: %w", ns.Name, err)
+			}
+		}
+	}
 	pods, err := n.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return err
@@ -363,6 +393,11 @@ func (n *Node) leftovers() []string {
 			if !n.before.chains[k] {
 				left = append(left, "iptables chain "+k)
 			}
+		}
+	}
+	for name := range dirEntries(runcStateDir) {
+		if !n.before.runc[name] {
+			left = append(left, "runc state "+filepath.Join(runcStateDir, name))
 		}
 	}
 	if out, err := run("ip", "route", "show", ServiceCIDR); err == nil && strings.TrimSpace(out) != "" {
@@ -568,10 +603,18 @@ func cleanStale(kubeProxy string) []string {
 				_ = os.Remove(p)
 			}
 		}
+		// runc state of the killed run's containers (their bundles were in
+		// its directory).
+		for name := range dirEntries(runcStateDir) {
+			b, err := os.ReadFile(filepath.Join(runcStateDir, name, "state.json"))
+			if err == nil && strings.Contains(string(b), `bundle=/tmp/vigil-e2e-`) {
+				_ = os.RemoveAll(filepath.Join(runcStateDir, name))
+			}
+		}
 		for _, d := range sharedDirs {
 			_ = os.Remove(d) // only if empty
 		}
-		cleaned = append(cleaned, "kubelet chains, netns, shim sockets")
+		cleaned = append(cleaned, "kubelet chains, netns, shim sockets, runc state")
 	}
 	_ = os.RemoveAll(filepath.Join("/var/lib/cni/networks", cniName))
 	return cleaned

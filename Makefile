@@ -52,6 +52,7 @@ e2e:
 
 vet:
 	$(GO) vet ./...
+	cd test/e2e && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 # unit runs every Go test (privileged ones included: run as root) and
@@ -74,7 +75,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzAdmissionReview$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 50x ./internal/admission/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseConfig$$' -fuzztime $(FUZZTIME) ./internal/posture/
 
-test: deps verify-generate vet kube unit fuzz vmtest
+test: deps verify-generate vet kube unit fuzz vmtest e2e
 
 # bench measures the sensor's overhead on an exec- and connect-heavy workload,
 # the end-to-end alert latency, and the detection engine's throughput.

@@ -110,17 +110,8 @@ func TestAgentKubeAPIServer(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := startServer(ctx, serverFlags{addr: "127.0.0.1:0", db: "sqlite://" + filepath.Join(dir, "v.db"), data: dir}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); srv.wait() }()
-	_, credential, err := srv.store.CreateCluster(ctx, "prod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	credFile := filepath.Join(dir, "cluster.credential")
-	os.WriteFile(credFile, []byte(credential), 0o600)
+	srv := testServer(t, dir)
+	credFile := clusterCredentialFile(t, srv, "prod", dir)
 	const deny = "recommendations:\n  no-privileged: {mode: deny}\n  no-host-pid-ipc: {mode: deny}\n"
 	if _, err := srv.store.PutPostureConfig(ctx, "prod", deny, "admin", time.Now()); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -422,11 +421,7 @@ func TestInstallJoinsTheCluster(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := startServer(ctx, serverFlags{addr: "127.0.0.1:0", db: "sqlite://" + filepath.Join(dir, "v.db"), data: dir}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); srv.wait() }()
+	srv := testServer(t, dir)
 	cluster := kubetest.Start(t, kubetest.Options{})
 	kubeconfig := cluster.Kubeconfig("vigil-installer", "system:masters")
 

@@ -1,9 +1,7 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,19 +14,8 @@ import (
 // console's Recommendations page show them, with the unhealthy workload.
 func TestScanFindingsReachServerAndConsole(t *testing.T) {
 	dir := t.TempDir()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	srv, err := startServer(ctx, serverFlags{addr: "127.0.0.1:0", db: "sqlite://" + filepath.Join(dir, "v.db"), data: dir}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); srv.wait() }()
-	_, credential, err := srv.store.CreateCluster(ctx, "prod")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cred := filepath.Join(dir, "cluster.credential")
-	os.WriteFile(cred, []byte(credential), 0o600)
+	srv := testServer(t, dir)
+	cred := clusterCredentialFile(t, srv, "prod", dir)
 
 	manifests := filepath.Join("..", "posture", "testdata")
 	out, err := run(t, "scan", "-f", filepath.Join(manifests, "unhealthy.yaml"), "-f", filepath.Join(manifests, "healthy.yaml"),

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"path"
 	"slices"
@@ -259,9 +260,6 @@ func (c *Cluster) podSpec(sc *Scenario, name string) (*corev1.Pod, *corev1.Confi
 	env := []corev1.EnvVar{{Name: "PATH", Value: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}, {Name: "HOME", Value: "/root"}}
 	for _, kv := range spec.Env {
 		k, v, _ := strings.Cut(kv, "=")
-		if sc.PodServiceAccount && strings.HasPrefix(k, "KUBERNETES_SERVICE_") {
-			continue // the kubelet's, naming the real API server
-		}
 		env = append(env, corev1.EnvVar{Name: k, Value: v})
 	}
 
@@ -305,7 +303,9 @@ func (c *Cluster) podSpec(sc *Scenario, name string) (*corev1.Pod, *corev1.Confi
 	if len(sc.LocalAddresses) > 0 {
 		// Adding an address to the pod's loopback needs NET_ADMIN, which
 		// only root's processes keep in a container: this sidecar only.
-		attackerSC.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
+		// The fake service on that address listens on the real service's
+		// port (the metadata service's 80), which needs NET_BIND_SERVICE.
+		attackerSC.Capabilities.Add = []corev1.Capability{"NET_ADMIN", "NET_BIND_SERVICE"}
 		attackerSC.RunAsUser, attackerSC.RunAsNonRoot = &root, &no
 		for _, a := range sc.LocalAddresses {
 			relayArgs = append(relayArgs, "--allow-address", a)
@@ -657,3 +657,25 @@ func (*apiVictim) Dial(context.Context, string) (net.Conn, error) { return nil, 
 func (*apiVictim) Listen(string) (net.Listener, error)            { return nil, errNoWorkload }
 func (*apiVictim) AddLocalAddress(context.Context, string) error  { return errNoWorkload }
 func (*apiVictim) Remove() error                                  { return nil }
+
+// apiProxy forwards plain-HTTP requests to the cluster's API server over
+// TLS (the kubeconfig's CA and server name) exactly as they came, their
+// Authorization and User-Agent included: it adds none of the user's
+// credentials, so a request is the API's as much as its sender's token
+// allows.
+func (c *Cluster) apiProxy() (http.Handler, error) {
+	anon := rest.AnonymousClientConfig(c.Config)
+	anon.UserAgent = ""
+	rt, err := rest.TransportFor(anon)
+	if err != nil {
+		return nil, fmt.Errorf("API forwarder: %w", err)
+	}
+	target, _, err := rest.DefaultServerUrlFor(anon)
+	if err != nil {
+		return nil, fmt.Errorf("API forwarder: %w", err)
+	}
+	return &httputil.ReverseProxy{
+		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		Transport: rt,
+	}, nil
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -273,8 +274,9 @@ func TestClusterNamespaceGuard(t *testing.T) {
 }
 
 // A victim pod: the victim container unprivileged with every capability
-// dropped; the attacker sidecar gets NET_ADMIN only for a scenario that
-// adds a loopback address; in a cluster recon uses the pod's own token.
+// dropped; the attacker sidecar gets NET_ADMIN (and NET_BIND_SERVICE, for
+// the fake service on port 80 there) only for a scenario that adds a
+// loopback address; in a cluster recon uses the pod's own token.
 func TestClusterPodSpec(t *testing.T) {
 	c, _ := newFakeCluster()
 	for _, sc := range All() {
@@ -290,8 +292,9 @@ func TestClusterPodSpec(t *testing.T) {
 		if vs.Privileged != nil || *vs.AllowPrivilegeEscalation || len(vs.Capabilities.Add) != 0 || vs.Capabilities.Drop[0] != "ALL" {
 			t.Errorf("%s: victim security context %+v", sc.ID, vs)
 		}
-		netAdmin := len(attacker.SecurityContext.Capabilities.Add) > 0
-		if netAdmin != (sc.ID == "lateral-movement") {
+		added := attacker.SecurityContext.Capabilities.Add
+		netAdmin := slices.Equal(added, []corev1.Capability{"NET_ADMIN", "NET_BIND_SERVICE"})
+		if netAdmin != (sc.ID == "lateral-movement") || (!netAdmin && len(added) > 0) {
 			t.Errorf("%s: attacker adds %v", sc.ID, attacker.SecurityContext.Capabilities.Add)
 		}
 		if !Owned(pod.Labels) || pod.Labels[scenarioLabel] != sc.ID {
@@ -306,8 +309,11 @@ func TestClusterPodSpec(t *testing.T) {
 			}
 		}
 		for _, e := range victim.Env {
-			if strings.HasPrefix(e.Name, "KUBERNETES_SERVICE_") {
-				t.Errorf("%s: env %s overrides the real API server's", sc.ID, e.Name)
+			// recon's API address is the attacker's forwarder on the
+			// pod's loopback (to the real API server).
+			want := map[string]string{"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": "6443"}[e.Name]
+			if strings.HasPrefix(e.Name, "KUBERNETES_SERVICE_") && (sc.ID != "recon" || e.Value != want) {
+				t.Errorf("%s: env %s=%s", sc.ID, e.Name, e.Value)
 			}
 		}
 		if (cm != nil) != (len(victim.VolumeMounts) > 0) {

@@ -56,29 +56,45 @@ func accessReview(scheme string) string {
 		scheme + `://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/apis/authorization.k8s.io/v1/selfsubjectaccessreviews`
 }
 
-// reconCluster is recon in a victim pod: the token is the pod's own, the
-// access review goes to the real API server (the pod's service account
-// may ask about itself), and the scan covers the API server's service
-// address (KUBERNETES_SERVICE_HOST), on the same short port list.
-func reconCluster(ctx context.Context, s *Session) error {
+// reconCluster is recon in a victim pod: the token is the pod's own and
+// the access review reaches the real API server. The victim's
+// KUBERNETES_SERVICE_HOST/PORT name a plain-HTTP listener on the pod's
+// loopback (the attacker's, through the relay) that forwards each request
+// as it came, the pod's token included and never the user's credentials,
+// to the cluster's API server over TLS: busybox wget's own TLS offers no
+// signature_algorithms extension, so TLS 1.2 servers that refuse SHA-1
+// signatures (Go 1.25 and later, hence kube-apiserver) end its handshake
+// with handshake_failure, and the victim image has no other TLS client.
+// The scan covers the same loopback address, on the short port list.
+func reconCluster(ctx context.Context, s *Session, v *podVictim) error {
+	proxy, err := v.c.apiProxy()
+	if err != nil {
+		return err
+	}
+	stop, err := serve(s.Victim, fakeAPIAddr, proxy)
+	if err != nil {
+		return err
+	}
+	defer stop()
 	s.Step("runtime.service-account-token-read")
 	if _, err := s.Exec(ctx, "/bin/cat", saTokenPath); err != nil {
 		return err
 	}
 	s.Step("runtime.kube-api-from-container")
-	out, err := s.Exec(ctx, "/bin/sh", "-c", accessReview("https"))
+	out, err := s.Exec(ctx, "/bin/sh", "-c", accessReview("http"))
 	if err != nil {
 		return err
 	}
 	if !strings.Contains(out, "SelfSubjectAccessReview") {
 		return fmt.Errorf("the API server did not answer the access review: %q", out)
 	}
+	s.Logf("  the API server answered: %s", strings.TrimSpace(out))
 	s.Step("runtime.network-scanning-tool")
-	out, err = s.Exec(ctx, "/bin/sh", "-c", `/usr/bin/nmap -Pn --open -p `+scanPorts+` "$KUBERNETES_SERVICE_HOST"`)
+	out, err = s.Exec(ctx, "/usr/bin/nmap", "-Pn", "--open", "-p", scanPorts, "127.0.0.1")
 	if err != nil {
 		return err
 	}
-	return errIf(strings.Contains(out, "/tcp open"), "the port scan found no open port on the API server's address: %q", out)
+	return errIf(strings.Contains(out, "6443/tcp open"), "the port scan did not find the API server's port on the pod's loopback: %q", out)
 }
 
 func recon() *Scenario {
@@ -95,11 +111,12 @@ func recon() *Scenario {
 				"/usr/bin/nmap": {Data: []byte(nmapScript), Mode: 0o755},
 			},
 		},
-		// In a cluster: the pod's own token, the real API server.
+		// In a cluster: the pod's own token, the real API server (behind
+		// the attacker's forwarder at KUBERNETES_SERVICE_HOST:PORT).
 		PodServiceAccount: true,
 		Run: func(ctx context.Context, s *Session) error {
-			if _, ok := s.Victim.(*podVictim); ok {
-				return reconCluster(ctx, s)
+			if v, ok := s.Victim.(*podVictim); ok {
+				return reconCluster(ctx, s, v)
 			}
 			asked := make(chan string, 4)
 			stop, err := serve(s.Victim, fakeAPIAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

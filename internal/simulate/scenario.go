@@ -30,10 +30,9 @@ type Scenario struct {
 	// sidecar may add these and no others, and gets NET_ADMIN only then.
 	LocalAddresses []string
 	// PodServiceAccount: in a cluster, the victim talks to the real API
-	// server with its pod's own service-account token (mounted, with the
-	// KUBERNETES_SERVICE_* environment); the stand-ins Victim plants for
-	// the local backend under the service-account directory and in
-	// KUBERNETES_SERVICE_* are left out there.
+	// server with its pod's own token (mounted by the kubelet); the
+	// stand-in Victim plants for the local backend under the
+	// service-account directory is left out there.
 	PodServiceAccount bool
 	// Victim is the workload the attack runs against.
 	Victim VictimSpec

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/vigil-sec/vigil/deploy"
 	"github.com/vigil-sec/vigil/internal/kubetest"
+	"github.com/vigil-sec/vigil/internal/simulate"
 	"github.com/vigil-sec/vigil/test/e2e/node"
 )
 
@@ -89,8 +91,14 @@ func TestVigilOnNode(t *testing.T) {
 	})
 	imageDir := filepath.Join(work, "images")
 	step("image", func() error {
+		// The victim image of `vigil simulate` too (-busybox), tagged
+		// vigil.dev/victim:<imageTag> (victimImage).
+		busybox, err := exec.LookPath("busybox")
+		if err != nil {
+			return fmt.Errorf("busybox-static is not installed (the victim image is built from it): %w", err)
+		}
 		cmd := exec.Command("go", "run", "./hack/images", "-out", imageDir, "-arch", "amd64",
-			"-bin", "amd64="+bin, "-version", imageTag)
+			"-bin", "amd64="+bin, "-version", imageTag, "-busybox", busybox)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -102,7 +110,7 @@ func TestVigilOnNode(t *testing.T) {
 	var srv *server
 	n := node.Start(t, node.Options{
 		AuditPolicy: deploy.AuditPolicy,
-		ImageFiles:  []string{filepath.Join(imageDir, "vigil-amd64.tar")},
+		ImageFiles:  []string{filepath.Join(imageDir, "vigil-amd64.tar"), filepath.Join(imageDir, "victim-amd64.tar")},
 		// Before kube-apiserver: it audits to the server from its first
 		// request, with the cluster's credential.
 		BeforeAPIServer: func(n *node.Node) (*kubetest.AuditWebhook, error) {
@@ -156,23 +164,48 @@ func TestVigilOnNode(t *testing.T) {
 		return nil
 	})
 	check("alert-attribution", func() error { return checkAttribution(ctx, t, srv, n) })
+	// Every scenario of `vigil simulate all` in victim pods of namespace
+	// vigil-simulation (victim image + the vigil image as the attacker's
+	// relay sidecar), control-plane through the audit webhook.
+	check("simulate", func() error {
+		out, err := vigil("vigil-simulate.log", "simulate", "all", "--kubeconfig", kubeconfig,
+			"--server", srv.url, "--token", srv.token, "--victim-image", victimImage, "--relay-image", relayImage,
+			"-o", "json", "-v")
+		rs, jerr := parseSimulation(out)
+		if jerr != nil {
+			return fmt.Errorf("vigil simulate all: %v; output is no report (%v):\n%s", err, jerr, out)
+		}
+		logSimulation(t, rs)
+		cerr := checkSimulation(ctx, t, srv, n, rs)
+		if err != nil && cerr == nil {
+			cerr = err
+		}
+		return cerr
+	})
+	check("simulation-gone", func() error { return waitNamespaceGone(ctx, n.Client, simulate.Namespace, 2*time.Minute) })
+	check("network-after-sim", func() error { return checkEgress(t, n) })
 	step("uninstall", func() error {
 		if _, err := vigil("vigil-uninstall.log", "uninstall", "--kubeconfig", kubeconfig); err != nil {
 			return err
 		}
 		return waitNothingLeft(ctx, n.Client)
 	})
-	step("network-safety", func() error {
-		pod, iface, err := n.EgressPackets()
-		if err != nil {
-			return err
-		}
-		t.Logf("network: %d pod-sourced packets left on %s (which sent %d in all)", pod, n.EgressIface, iface)
-		if pod != 0 {
-			return fmt.Errorf("%d pod-sourced packets left the machine on %s", pod, n.EgressIface)
-		}
-		return nil
-	})
+	step("network-safety", func() error { return checkEgress(t, n) })
+}
+
+// checkEgress asserts that no pod-sourced packet left the machine on the
+// default route's interface since the node started.
+func checkEgress(t *testing.T, n *node.Node) error {
+	pod, iface, err := n.EgressPackets()
+	if err != nil {
+		return err
+	}
+	dropped, derr := n.DroppedPackets()
+	t.Logf("network: %d pod-sourced packets left on %s (which sent %d in all); %d forwarded pod packets dropped (%v)", pod, n.EgressIface, iface, dropped, derr)
+	if pod != 0 {
+		return fmt.Errorf("%d pod-sourced packets left the machine on %s", pod, n.EgressIface)
+	}
+	return nil
 }
 
 // server is `vigil server` on the node's APIServerAddress, over HTTPS:
@@ -403,18 +436,60 @@ func podReport(ctx context.Context, cs kubernetes.Interface) string {
 
 // alert is the part of an alert the attribution check reads.
 type alert struct {
-	Rule        string `json:"rule"`
-	Cluster     string `json:"cluster"`
-	Node        string `json:"node"`
-	Namespace   string `json:"namespace"`
-	Pod         string `json:"pod"`
-	Container   string `json:"container"`
-	ContainerID string `json:"container_id"`
-	Image       string `json:"image"`
-	Process     *struct {
+	Rule        string            `json:"rule"`
+	Cluster     string            `json:"cluster"`
+	Node        string            `json:"node"`
+	Namespace   string            `json:"namespace"`
+	Pod         string            `json:"pod"`
+	Container   string            `json:"container"`
+	ContainerID string            `json:"container_id"`
+	Image       string            `json:"image"`
+	Workload    string            `json:"workload"`
+	Source      string            `json:"source"`
+	Labels      map[string]string `json:"labels"`
+	User        *struct {
+		Name string `json:"name"`
+	} `json:"user"`
+	Process *struct {
 		Exe  string   `json:"exe"`
 		Args []string `json:"args"`
 	} `json:"process"`
+}
+
+// alerts lists the server's alerts matching q through its API (every
+// page, at most 20).
+func (s *server) alerts(ctx context.Context, q url.Values) ([]alert, error) {
+	q = maps.Clone(q)
+	var all []alert
+	for range 20 {
+		req, err := http.NewRequestWithContext(ctx, "GET", s.url+"/api/v1/alerts?"+q.Encode(), nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		resp, err := s.http.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("GET /api/v1/alerts?%s: %s: %s", q.Encode(), resp.Status, body)
+		}
+		var page struct {
+			Alerts     []alert `json:"alerts"`
+			NextCursor string  `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(body, &page); err != nil {
+			return nil, fmt.Errorf("GET /api/v1/alerts: %w", err)
+		}
+		all = append(all, page.Alerts...)
+		if page.NextCursor == "" {
+			break
+		}
+		q.Set("cursor", page.NextCursor)
+	}
+	return all, nil
 }
 
 var containerID = regexp.MustCompile(`^[0-9a-f]{64}$`)
@@ -423,31 +498,14 @@ var containerID = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // sensor must have named the node, the pod verify ran, its namespace,
 // container and image, and the containerd container id.
 func checkAttribution(ctx context.Context, t *testing.T, s *server, n *node.Node) error {
-	q := url.Values{"rule": {"runtime.vigil-test-alert"}, "limit": {"10"}}
-	req, err := http.NewRequestWithContext(ctx, "GET", s.url+"/api/v1/alerts?"+q.Encode(), nil)
+	alerts, err := s.alerts(ctx, url.Values{"rule": {"runtime.vigil-test-alert"}, "limit": {"10"}})
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+s.token)
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /api/v1/alerts: %s: %s", resp.Status, body)
-	}
-	var page struct {
-		Alerts []alert `json:"alerts"`
-	}
-	if err := json.Unmarshal(body, &page); err != nil {
-		return fmt.Errorf("GET /api/v1/alerts: %w", err)
-	}
-	if len(page.Alerts) == 0 {
+	if len(alerts) == 0 {
 		return fmt.Errorf("no runtime.vigil-test-alert alert on the server")
 	}
-	a := page.Alerts[0]
+	a := alerts[0]
 	var bad []string
 	want := func(field, got string, ok bool) {
 		if !ok {

@@ -27,6 +27,7 @@ func simulateCmd() *cobra.Command {
 		timeout time.Duration
 		verbose bool
 		warmup  time.Duration
+		realMD  bool
 		kube    simulateKubeFlags
 	)
 	ids := []string{}
@@ -82,6 +83,9 @@ also on failure and on Ctrl-C; the cluster's namespace is deleted.`,
 			if local && (kube.kubeconfig != "" || kube.context != "") {
 				return errors.New("--kubeconfig and --context name a cluster: --local runs without one")
 			}
+			if local && realMD {
+				return errors.New("--real-metadata is for your own cloud cluster, never --local: this machine's metadata service is not the simulation's")
+			}
 			if _, err := c.resolveToken(); err != nil {
 				return err
 			}
@@ -106,11 +110,12 @@ also on failure and on Ctrl-C; the cluster's namespace is deleted.`,
 				backend = cl
 			}
 			results, err := simulate.Run(cmd.Context(), simulate.Config{
-				Backend: backend,
-				Alerts:  apiAlerts{&c},
-				Timeout: timeout,
-				Warmup:  warmup,
-				Logf:    logf,
+				Backend:      backend,
+				Alerts:       apiAlerts{&c},
+				Timeout:      timeout,
+				Warmup:       warmup,
+				RealMetadata: realMD,
+				Logf:         logf,
 			}, scenarios)
 			if err != nil {
 				return err
@@ -142,6 +147,7 @@ also on failure and on Ctrl-C; the cluster's namespace is deleted.`,
 	f.BoolVar(&local, "local", false, "run the victims as runc containers on this machine (needs root, runc, busybox and a `vigil up`)")
 	f.DurationVar(&timeout, "timeout", 60*time.Second, "how long each scenario waits for its alerts after its attack")
 	f.DurationVar(&warmup, "warmup", 6*time.Second, "how long the victims run before the first attack, so that the sensor knows their pod and image")
+	f.BoolVar(&realMD, "real-metadata", false, "lateral-movement asks your cloud's real metadata service from the victim pod (your own cloud cluster only; default: a fake one on the victim's loopback)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "print each attack step and its output to stderr")
 	kube.register(cmd)
 	cmd.AddCommand(simulateRelayCmd())

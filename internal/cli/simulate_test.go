@@ -159,6 +159,9 @@ func TestSimulateFlags(t *testing.T) {
 	if _, err := run(t, "simulate", "--local", "webshell", "--token", "x", "--context", "prod"); err == nil || !strings.Contains(err.Error(), "--context") {
 		t.Fatalf("--local --context: %v", err)
 	}
+	if _, err := run(t, "simulate", "--local", "lateral-movement", "--token", "x", "--real-metadata"); err == nil || !strings.Contains(err.Error(), "never --local") {
+		t.Fatalf("--local --real-metadata: %v", err)
+	}
 	if _, err := run(t, "simulate", "--local", "bogus", "--token", "x"); err == nil || !strings.Contains(err.Error(), "unknown scenario") {
 		t.Fatalf("unknown scenario: %v", err)
 	}

@@ -59,15 +59,17 @@ func lateralMovement() *Scenario {
 		// metadata service.
 		LocalAddresses: []string{metadataIP},
 		Run: func(ctx context.Context, s *Session) error {
-			if err := s.Victim.AddLocalAddress(ctx, metadataIP); err != nil {
-				return err
-			}
 			md := &fakeMetadata{}
-			stop, err := serve(s.Victim, metadataIP+":80", md)
-			if err != nil {
-				return err
+			if !s.RealMetadata {
+				if err := s.Victim.AddLocalAddress(ctx, metadataIP); err != nil {
+					return err
+				}
+				stop, err := serve(s.Victim, metadataIP+":80", md)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
-			defer stop()
 			s.Step("runtime.cloud-metadata-access")
 			if _, err := s.Exec(ctx, "/bin/wget", "-q", "-O", "-", "--header", "Metadata: true",
 				"http://"+metadataIP+"/metadata/instance/compute/location?api-version=2021-02-01&format=text"); err != nil {
@@ -89,6 +91,10 @@ func lateralMovement() *Scenario {
 				if _, err := s.Exec(ctx, args...); err != nil {
 					return err
 				}
+			}
+			if s.RealMetadata {
+				s.Logf("  asked the real metadata service (--real-metadata)")
+				return nil // the answers are the cloud's; the alerts are the check
 			}
 			hits := md.requests()
 			s.Logf("  fake metadata service answered: %q", hits)

@@ -57,6 +57,11 @@ type Config struct {
 	Warmup time.Duration
 	// Logf receives progress lines; nil discards them.
 	Logf func(format string, args ...any)
+	// RealMetadata sends lateral-movement's requests to the cloud's real
+	// metadata service instead of a fake one on the victim's loopback
+	// (`--real-metadata`, for users' own cloud clusters only: never set in
+	// tests or CI). The victim then gets no NET_ADMIN sidecar.
+	RealMetadata bool
 }
 
 // Result statuses.
@@ -151,6 +156,9 @@ func Run(ctx context.Context, cfg Config, scenarios []*Scenario) ([]Result, erro
 	// clock differences between the node and the server.
 	since := time.Now().Add(-time.Second)
 	var first time.Time
+	if cfg.RealMetadata {
+		scenarios = withoutLocalAddresses(scenarios)
+	}
 	for i, sc := range scenarios {
 		r := &results[i]
 		r.Scenario = sc.ID
@@ -205,7 +213,7 @@ func Run(ctx context.Context, cfg Config, scenarios []*Scenario) ([]Result, erro
 
 func runOne(ctx context.Context, cfg Config, sc *Scenario, v Victim, since time.Time, r *Result) {
 	cfg.Logf("scenario %s: %s", sc.ID, sc.Summary)
-	s := &Session{Victim: v, Logf: cfg.Logf}
+	s := &Session{Victim: v, Logf: cfg.Logf, RealMetadata: cfg.RealMetadata}
 	start := time.Now()
 	if err := sc.Run(ctx, s); err != nil {
 		r.Status, r.Reason = Fail, fmt.Sprintf("attack: %v", err)
@@ -299,4 +307,20 @@ func errUnknown(name string, all []*Scenario) error {
 		return fmt.Errorf("name a scenario: %s or all", strings.Join(ids, ", "))
 	}
 	return fmt.Errorf("unknown scenario %q: want %s or all", name, strings.Join(ids, ", "))
+}
+
+// withoutLocalAddresses copies the scenarios that would give their victim
+// local addresses without them: with the real metadata service, nothing
+// impersonates it.
+func withoutLocalAddresses(scenarios []*Scenario) []*Scenario {
+	out := make([]*Scenario, len(scenarios))
+	for i, sc := range scenarios {
+		if len(sc.LocalAddresses) > 0 {
+			c := *sc
+			c.LocalAddresses = nil
+			sc = &c
+		}
+		out[i] = sc
+	}
+	return out
 }

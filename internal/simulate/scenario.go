@@ -95,6 +95,8 @@ type Session struct {
 	Victim Victim
 	// Logf receives progress lines (what ran and its output); never nil.
 	Logf func(format string, args ...any)
+	// RealMetadata: Config.RealMetadata.
+	RealMetadata bool
 
 	mu      sync.Mutex
 	steps   map[string]time.Time // rule id -> when the action that raises it ran

@@ -63,7 +63,7 @@ func TestLookup(t *testing.T) {
 
 // fakeBackend runs scenarios without containers: Run is tested on its
 // own, against an alert source that answers after a delay.
-type fakeBackend struct{ removed []string }
+type fakeBackend struct{ removed, addresses []string }
 
 func (f *fakeBackend) Name() string { return "fake" }
 func (f *fakeBackend) Check() error { return nil }
@@ -86,8 +86,11 @@ func (v *fakeVictim) ContainerID() string                             { return v
 func (v *fakeVictim) Exec(context.Context, ...string) (string, error) { return "", nil }
 func (v *fakeVictim) Dial(context.Context, string) (net.Conn, error)  { return nil, os.ErrInvalid }
 func (v *fakeVictim) Listen(string) (net.Listener, error)             { return nil, os.ErrInvalid }
-func (v *fakeVictim) AddLocalAddress(context.Context, string) error   { return nil }
-func (v *fakeVictim) Remove() error                                   { v.b.removed = append(v.b.removed, v.id); return nil }
+func (v *fakeVictim) AddLocalAddress(_ context.Context, ip string) error {
+	v.b.addresses = append(v.b.addresses, ip)
+	return nil
+}
+func (v *fakeVictim) Remove() error { v.b.removed = append(v.b.removed, v.id); return nil }
 
 type delayedAlerts struct {
 	after time.Time
@@ -255,5 +258,35 @@ func TestLocalRemovesStaleVictims(t *testing.T) {
 	}
 	if mounts, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(mounts), id) {
 		t.Fatalf("stale victim %s still has its overlay mounted", id)
+	}
+}
+
+// --real-metadata: lateral-movement asks the real service, so nothing on
+// the victim impersonates it (no local address, no fake listener) and its
+// alerts alone decide.
+func TestRealMetadata(t *testing.T) {
+	scs, err := simulate.Lookup([]string{"lateral-movement"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := scs[0].Rules
+	be := &fakeBackend{}
+	alerts := delayedAlerts{rules: map[string][]string{"vigil-sim-lateral-movement": rules}}
+	res, err := simulate.Run(context.Background(), simulate.Config{Backend: be, Alerts: alerts, Timeout: time.Second,
+		Poll: 10 * time.Millisecond, RealMetadata: true}, scs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != simulate.Pass || len(be.addresses) != 0 {
+		t.Errorf("result %+v, local addresses %v: want a pass with none", res[0], be.addresses)
+	}
+	if len(scs[0].LocalAddresses) == 0 {
+		t.Error("Run changed the scenario it was given")
+	}
+	// Without it, the fake service is set up on the victim's loopback.
+	be = &fakeBackend{}
+	simulate.Run(context.Background(), simulate.Config{Backend: be, Alerts: alerts, Timeout: time.Second, Poll: 10 * time.Millisecond}, scs)
+	if len(be.addresses) != 1 || be.addresses[0] != "169.254.169.254" {
+		t.Errorf("local addresses %v", be.addresses)
 	}
 }

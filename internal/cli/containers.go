@@ -1,15 +1,35 @@
 package cli
 
 import (
+	"context"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
 	"github.com/vigil-sec/vigil/internal/sensor"
 	"github.com/vigil-sec/vigil/internal/sensor/container"
 )
 
 // newContainers builds the sensor's container attribution. Without a
 // cgroup hierarchy (not a Linux host) events carry no container, and the
-// sensor's log says why.
-func newContainers(cfg sensor.Config) sensor.Containers {
-	r, err := container.NewResolver(container.Options{ProcRoot: cfg.ProcRoot, Log: cfg.Log})
+// sensor's log says why. In a pod (the chart's DaemonSet) it also watches
+// the node's pods through the API server, for each container's workload
+// and pod labels; without that, containers still get their pod, namespace
+// and image from the runtime.
+func newContainers(ctx context.Context, cfg sensor.Config) sensor.Containers {
+	opts := container.Options{ProcRoot: cfg.ProcRoot, Log: cfg.Log}
+	if rc, err := rest.InClusterConfig(); err == nil && cfg.Node != "" {
+		rc.UserAgent = "vigil-sensor"
+		if kc, err := kubernetes.NewForConfig(rc); err == nil {
+			if pods, err := container.StartKubePods(ctx, kc, cfg.Node, 30*time.Second); err != nil {
+				cfg.Log.Warn("workloads and pod labels are off: the node's pods cannot be watched", "err", err)
+			} else {
+				opts.Pods = pods
+			}
+		}
+	}
+	r, err := container.NewResolver(opts)
 	if err != nil {
 		cfg.Log.Warn("container attribution is off", "err", err)
 		return nil

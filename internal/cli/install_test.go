@@ -214,7 +214,8 @@ func TestInstallKubeAPIServer(t *testing.T) {
 	}
 	assertNoProtected(t, "install's output", out)
 	want := []string{
-		"ClusterRole/vigil-agent", "ClusterRoleBinding/vigil-agent",
+		"ClusterRole/vigil-agent", "ClusterRole/vigil-sensor",
+		"ClusterRoleBinding/vigil-agent", "ClusterRoleBinding/vigil-sensor",
 		"ConfigMap/vigil/vigil-posture",
 		"DaemonSet/vigil/vigil-sensor", "Deployment/vigil/vigil-agent",
 		"Role/vigil/vigil-agent", "RoleBinding/vigil/vigil-agent",

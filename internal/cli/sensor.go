@@ -108,7 +108,7 @@ type sensorRun struct {
 
 func (r *sensorRun) run(ctx context.Context) error {
 	r.cfg.Log = r.log
-	r.cfg.Containers = newContainers(r.cfg)
+	r.cfg.Containers = newContainers(ctx, r.cfg)
 	s := sensor.New(r.cfg)
 	if r.metricsAddr != "" {
 		stop, err := serveMetrics(r.metricsAddr, s.Collector(), r.log)

@@ -119,6 +119,7 @@ var defaultObjects = []string{
 	"ServiceAccount/vigil-sensor", "ServiceAccount/vigil-agent",
 	"Secret/vigil-join", "ConfigMap/vigil-posture",
 	"ClusterRole/vigil-agent", "ClusterRoleBinding/vigil-agent", "Role/vigil-agent", "RoleBinding/vigil-agent",
+	"ClusterRole/vigil-sensor", "ClusterRoleBinding/vigil-sensor",
 	"Service/vigil-agent", "DaemonSet/vigil-sensor", "Deployment/vigil-agent",
 	"ValidatingWebhookConfiguration/vigil",
 }
@@ -138,7 +139,8 @@ func TestRenderObjects(t *testing.T) {
 		{name: "server postgres", vals: with(baseValues(), "server.enabled", true, "server.database.url", testDBURL),
 			add: []string{"ServiceAccount/vigil-server", "Secret/vigil-server-db", "Deployment/vigil-server", "Service/vigil-server"}},
 		{name: "openshift", vals: with(baseValues(), "distribution", "openshift"), add: []string{"SecurityContextConstraints/vigil-sensor"}},
-		{name: "sensor disabled", vals: with(baseValues(), "sensor.enabled", false), remove: []string{"ServiceAccount/vigil-sensor", "DaemonSet/vigil-sensor"}},
+		{name: "sensor disabled", vals: with(baseValues(), "sensor.enabled", false), remove: []string{"ServiceAccount/vigil-sensor", "DaemonSet/vigil-sensor",
+			"ClusterRole/vigil-sensor", "ClusterRoleBinding/vigil-sensor"}},
 		{name: "agent disabled", vals: with(baseValues(), "agent.enabled", false),
 			remove: []string{"ServiceAccount/vigil-agent", "ConfigMap/vigil-posture", "ClusterRole/vigil-agent", "ClusterRoleBinding/vigil-agent",
 				"Role/vigil-agent", "RoleBinding/vigil-agent", "Service/vigil-agent", "Deployment/vigil-agent", "ValidatingWebhookConfiguration/vigil"}},

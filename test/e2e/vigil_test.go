@@ -164,6 +164,7 @@ func TestVigilOnNode(t *testing.T) {
 		return nil
 	})
 	check("alert-attribution", func() error { return checkAttribution(ctx, t, srv, n) })
+	check("workload-attribution", func() error { return checkWorkloadAttribution(ctx, t, srv, n) })
 	// Every scenario of `vigil simulate all` in victim pods of namespace
 	// vigil-simulation (victim image + the vigil image as the attacker's
 	// relay sidecar), control-plane through the audit webhook.
@@ -664,4 +665,61 @@ func each[T any](items []T, meta func(T) metav1.ObjectMeta) []metav1.ObjectMeta 
 		ms = append(ms, meta(it))
 	}
 	return ms
+}
+
+// checkWorkloadAttribution runs the test marker in a pod a Deployment
+// made: the alert must name the Deployment (the sensor watches its node's
+// pods and follows the ReplicaSet to its owner) and carry the pod's labels.
+func checkWorkloadAttribution(ctx context.Context, t *testing.T, s *server, n *node.Node) error {
+	const ns, name = "e2e-workload", "marker"
+	if _, err := n.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	defer n.Client.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
+	if err := waitServiceAccount(ctx, n, ns); err != nil {
+		return err
+	}
+	one, never := int32(1), corev1.PullNever
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{Replicas: &one, Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: node.BusyboxImage, ImagePullPolicy: never,
+					Command: []string{"/bin/sh", "-c", "sleep 2; ln -s /bin/busybox /tmp/vigil-alerttest-marker; /tmp/vigil-alerttest-marker; sleep 3600"}}}}}}}
+	if _, err := n.Client.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		alerts, err := s.alerts(ctx, url.Values{"rule": {"runtime.vigil-test-alert"}, "namespace": {ns}, "limit": {"10"}})
+		if err != nil {
+			return err
+		}
+		if len(alerts) > 0 {
+			a := alerts[0]
+			b, _ := json.Marshal(a)
+			if a.Workload != "Deployment/"+name || a.Labels["app"] != name || !strings.HasPrefix(a.Pod, name+"-") {
+				return fmt.Errorf("alert of the Deployment's pod: want workload Deployment/%s, label app=%s and its pod: %s", name, name, b)
+			}
+			t.Logf("e2e vigil: Deployment pod's alert: %s", b)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no runtime.vigil-test-alert from the Deployment's pod within 90 s")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// waitServiceAccount waits for the controller-manager to make namespace
+// ns's default service account, which pods need.
+func waitServiceAccount(ctx context.Context, n *node.Node, ns string) error {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := n.Client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("namespace %s has no default service account after 30 s", ns)
+		}
+	}
 }

@@ -15,7 +15,7 @@ import (
 func TestKubePods(t *testing.T) {
 	yes := true
 	web := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-6d4cf56db6-x7k2p", Namespace: "shop", UID: "u-web",
-		Labels: map[string]string{"app": "web"},
+		Labels:          map[string]string{"app": "web"},
 		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-6d4cf56db6", Controller: &yes}}},
 		Spec: corev1.PodSpec{NodeName: "node-a"}}
 	client := fake.NewClientset(web)

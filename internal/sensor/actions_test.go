@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,6 +75,10 @@ func act(action string, args []string) error {
 		}
 		return unix.Setns(fd, unix.CLONE_NEWNET)
 	case "ptrace-attach":
+		// The tracer is a thread: attach, wait and detach from the same one,
+		// or the detach fails with ESRCH when Go moves the goroutine.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		target := exec.Command("/bin/sleep", "5")
 		if err := target.Start(); err != nil {
 			return err

@@ -17,14 +17,24 @@ import (
 // exec, logs and port-forward work. kube-apiserver's flags must be fixed
 // before internal/kubetest creates its own CA, hence a second one.
 func kubeletClientPKI() (caPEM, certPEM, keyPEM []byte, err error) {
+	return IssuePKI("vigil-e2e-kubelet-client-ca", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	})
+}
+
+// IssuePKI makes a throwaway CA named caName and one certificate it signs
+// from leaf (its subject, usages and names; validity, serial and key are
+// filled in: 48 hours, ECDSA P-256), and returns them in PEM.
+func IssuePKI(caName string, leaf *x509.Certificate) (caPEM, certPEM, keyPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generate kubelet client CA key: %w", err)
+		return nil, nil, nil, fmt.Errorf("generate %s key: %w", caName, err)
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "vigil-e2e-kubelet-client-ca"},
+		Subject:               pkix.Name{CommonName: caName},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(48 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -33,7 +43,7 @@ func kubeletClientPKI() (caPEM, certPEM, keyPEM []byte, err error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("create kubelet client CA: %w", err)
+		return nil, nil, nil, fmt.Errorf("create %s: %w", caName, err)
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
@@ -41,19 +51,15 @@ func kubeletClientPKI() (caPEM, certPEM, keyPEM []byte, err error) {
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("generate kubelet client key: %w", err)
+		return nil, nil, nil, fmt.Errorf("generate key for %s: %w", leaf.Subject.CommonName, err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver-kubelet-client", Organization: []string{"system:masters"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(48 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+	tmpl := *leaf
+	tmpl.SerialNumber = big.NewInt(2)
+	tmpl.NotBefore, tmpl.NotAfter = now.Add(-time.Hour), now.Add(48*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, caCert, key.Public(), caKey)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("create kubelet client certificate: %w", err)
+		return nil, nil, nil, fmt.Errorf("create certificate %s: %w", leaf.Subject.CommonName, err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {

@@ -90,6 +90,7 @@ acceptance: build
 	../shared/acceptance/04-server
 	../shared/acceptance/05-console
 	../shared/acceptance/08-install-simulate
+	../shared/acceptance/09-e2e
 
 # images builds the vigil image for linux/amd64 and linux/arm64 without a
 # Docker engine (hack/images): a multi-arch OCI layout in build/images/vigil,

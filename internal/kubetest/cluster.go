@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/vigil-sec/vigil/internal/testproc"
 )
 
 // Admin is the static-token user every cluster has, in group system:masters.
@@ -104,8 +106,8 @@ type Cluster struct {
 	saKeyPath string
 	caPath    string
 	auditLog  string
-	tokens    map[string]string // user name -> token
-	procs     []*process        // in start order
+	tokens    map[string]string   // user name -> token
+	procs     []*testproc.Process // in start order
 	stopOnce  sync.Once
 }
 
@@ -192,7 +194,7 @@ func (c *Cluster) start(opts Options) error {
 		return err
 	}
 
-	port, err := freePort()
+	port, err := testproc.FreePort()
 	if err != nil {
 		return err
 	}
@@ -240,7 +242,7 @@ func (c *Cluster) start(opts Options) error {
 			"--audit-webhook-batch-max-wait="+wait.String())
 	}
 	args = append(args, opts.APIServerFlags...)
-	p, err := startProcess("kube-apiserver", c.dir, apiserver, args...)
+	p, err := testproc.Start(c.dir, "kube-apiserver", apiserver, args...)
 	if err != nil {
 		return err
 	}
@@ -251,7 +253,7 @@ func (c *Cluster) start(opts Options) error {
 		timeout = 60 * time.Second
 	}
 	if err := c.waitReady(p, timeout); err != nil {
-		return fmt.Errorf("kube-apiserver not ready: %w\n--- kube-apiserver log (tail) ---\n%s", err, p.logTail(60))
+		return fmt.Errorf("kube-apiserver not ready: %w", p.WithLogTail(err, 60))
 	}
 	return nil
 }
@@ -273,17 +275,17 @@ func (c *Cluster) startEtcd(bin string) (string, error) {
 	}
 	c.etcdDir = dataDir
 	dataDir = filepath.Join(dataDir, "data")
-	clientPort, err := freePort()
+	clientPort, err := testproc.FreePort()
 	if err != nil {
 		return "", err
 	}
-	peerPort, err := freePort()
+	peerPort, err := testproc.FreePort()
 	if err != nil {
 		return "", err
 	}
 	clientURL := "http://127.0.0.1:" + strconv.Itoa(clientPort)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peerPort)
-	p, err := startProcess("etcd", c.dir, bin,
+	p, err := testproc.Start(c.dir, "etcd", bin,
 		"--name=kubetest",
 		"--data-dir="+dataDir,
 		"--listen-client-urls="+clientURL,
@@ -300,7 +302,7 @@ func (c *Cluster) startEtcd(bin string) (string, error) {
 	}
 	c.procs = append(c.procs, p)
 	hc := &http.Client{Timeout: 2 * time.Second}
-	err = poll(30*time.Second, 100*time.Millisecond, exitedErr(p), func() error {
+	err = testproc.Poll(30*time.Second, 100*time.Millisecond, p.ExitedErr, func() error {
 		resp, err := hc.Get(clientURL + "/health")
 		if err != nil {
 			return err
@@ -313,7 +315,7 @@ func (c *Cluster) startEtcd(bin string) (string, error) {
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("etcd not healthy: %w\n--- etcd log (tail) ---\n%s", err, p.logTail(40))
+		return "", fmt.Errorf("etcd not healthy: %w", p.WithLogTail(err, 40))
 	}
 	return clientURL, nil
 }
@@ -340,11 +342,11 @@ func removeStaleEtcdDirs() {
 	}
 }
 
-func (c *Cluster) waitReady(p *process, timeout time.Duration) error {
+func (c *Cluster) waitReady(p *testproc.Process, timeout time.Duration) error {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: c.certPool()}}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	return poll(timeout, 200*time.Millisecond, exitedErr(p), func() error {
+	return testproc.Poll(timeout, 200*time.Millisecond, p.ExitedErr, func() error {
 		req, err := http.NewRequest(http.MethodGet, c.url+"/readyz", nil)
 		if err != nil {
 			return err
@@ -511,14 +513,14 @@ func (c *Cluster) Stop() {
 	c.stopOnce.Do(func() {
 		if c.t.Failed() {
 			for _, p := range c.procs {
-				if p.reported {
+				if p.Reported() {
 					continue
 				}
-				c.t.Logf("--- %s log (tail, %s) ---\n%s", p.name, p.logPath, p.logTail(40))
+				c.t.Log(p.TailSection(40))
 			}
 		}
 		for _, p := range slices.Backward(c.procs) {
-			p.stop(10 * time.Second)
+			p.Stop(10 * time.Second)
 		}
 		if c.etcdDir != "" {
 			_ = os.RemoveAll(c.etcdDir)

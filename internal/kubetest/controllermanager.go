@@ -6,6 +6,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vigil-sec/vigil/internal/testproc"
 )
 
 // StartControllerManager runs kube-controller-manager against the cluster
@@ -32,7 +34,7 @@ func (c *Cluster) startControllerManager() error {
 	if err != nil {
 		return err
 	}
-	p, err := startProcess("kube-controller-manager", c.dir, bin,
+	p, err := testproc.Start(c.dir, "kube-controller-manager", bin,
 		"--kubeconfig="+kubeconfig,
 		"--controllers=*",
 		"--use-service-account-credentials=true",
@@ -55,14 +57,14 @@ func (c *Cluster) startControllerManager() error {
 	}
 	c.procs = append(c.procs, p)
 	cs := c.Clientset(Admin)
-	err = poll(60*time.Second, 200*time.Millisecond, exitedErr(p), func() error {
+	err = testproc.Poll(60*time.Second, 200*time.Millisecond, p.ExitedErr, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_, err := cs.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("kube-controller-manager: no default ServiceAccount: %w\n--- kube-controller-manager log (tail) ---\n%s", err, p.logTail(60))
+		return fmt.Errorf("kube-controller-manager: no default ServiceAccount: %w", p.WithLogTail(err, 60))
 	}
 	return nil
 }

@@ -18,7 +18,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,6 +31,7 @@ import (
 	"github.com/vigil-sec/vigil/deploy"
 	"github.com/vigil-sec/vigil/internal/kubetest"
 	"github.com/vigil-sec/vigil/internal/simulate"
+	"github.com/vigil-sec/vigil/internal/testproc"
 	"github.com/vigil-sec/vigil/test/e2e/node"
 )
 
@@ -248,47 +248,25 @@ func startServer(t *testing.T, bin, dir, logDir string) (*server, error) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(ca)
 	s.http = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-	logf, err := os.Create(filepath.Join(logDir, "vigil-server.log"))
+	proc, err := testproc.Start(logDir, "vigil-server", bin, "server", "--addr", addr, "--db", "sqlite://"+filepath.Join(dir, "vigil.db"),
+		"--data", dir, "--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"), "--log-level", "info")
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "server", "--addr", addr, "--db", "sqlite://"+filepath.Join(dir, "vigil.db"),
-		"--data", dir, "--tls-cert", filepath.Join(dir, "tls.crt"), "--tls-key", filepath.Join(dir, "tls.key"), "--log-level", "info")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start vigil server: %w", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	t.Cleanup(func() { proc.Stop(10 * time.Second) })
+	err = testproc.Poll(30*time.Second, 100*time.Millisecond, proc.ExitedErr, func() error {
 		resp, err := s.http.Get(s.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		select {
-		case <-done:
-			return nil, fmt.Errorf("vigil server exited:\n%s", readTail(logf.Name()))
-		default:
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthz: %s", resp.Status)
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("vigil server not healthy on %s after 30s: %v\n%s", addr, err, readTail(logf.Name()))
-		}
-		time.Sleep(100 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		return nil, proc.WithLogTail(fmt.Errorf("vigil server on %s: %w", addr, err), 30)
 	}
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
@@ -347,15 +325,6 @@ func jsonPart(out string) string {
 		return out[i:]
 	}
 	return out
-}
-
-func readTail(path string) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 30 {
-		lines = lines[len(lines)-30:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // verifyReport is the part of `vigil verify -o json` the test reads.

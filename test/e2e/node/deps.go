@@ -76,3 +76,12 @@ func lookPath(name string) (string, error) {
 	}
 	return "", fmt.Errorf("%s not found", name)
 }
+
+// run runs a command to completion and returns its combined output.
+func run(name string, args ...string) (string, error) {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}

@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/vigil-sec/vigil/internal/kubetest"
+	"github.com/vigil-sec/vigil/internal/testproc"
 )
 
 // Network ranges of the node. ServiceCIDR is internal/kubetest's.
@@ -68,7 +69,7 @@ type Node struct {
 	artifacts    string // where logs are kept when the test fails
 	bins         map[string]string
 	sock         string // containerd's socket
-	procs        map[string]*process
+	procs        map[string]*testproc.Process
 	order        []string // start order of procs
 	before       *hostState
 	lock         *os.File
@@ -89,7 +90,7 @@ func Start(t testing.TB, opts Options) *Node {
 	if err := CheckError(); err != nil {
 		t.Fatalf("e2e node: step check: %v", err)
 	}
-	n := &Node{t: t, procs: map[string]*process{}, bins: map[string]string{}}
+	n := &Node{t: t, procs: map[string]*testproc.Process{}, bins: map[string]string{}}
 	start := time.Now()
 	// Until kube-apiserver runs, nothing needs it to tear down; afterwards
 	// the teardown must run before kubetest's Stop (registered by
@@ -304,8 +305,8 @@ func (n *Node) write(name, data string) error {
 	return nil
 }
 
-func (n *Node) start(name string, args ...string) (*process, error) {
-	p, err := startProcess(n.logDir, name, n.bins[name], args...)
+func (n *Node) start(name string, args ...string) (*testproc.Process, error) {
+	p, err := testproc.Start(n.logDir, name, n.bins[name], args...)
 	if err != nil {
 		return nil, err
 	}
@@ -391,7 +392,7 @@ state = %q
 	if err != nil {
 		return err
 	}
-	return poll(30*time.Second, 200*time.Millisecond, p.exitedErr, func() error {
+	return testproc.Poll(30*time.Second, 200*time.Millisecond, p.ExitedErr, func() error {
 		_, err := n.ctr("version")
 		return err
 	})
@@ -440,12 +441,19 @@ func (n *Node) startScheduler() error {
 		return err
 	}
 	time.Sleep(300 * time.Millisecond)
-	return p.exitedErr()
+	return p.ExitedErr()
 }
 
 func (n *Node) startKubeProxy() error {
 	kc := n.Cluster.Kubeconfig("system:kube-proxy", "system:node-proxier")
-	healthz, metrics := freePort(), freePort()
+	healthz, err := testproc.FreePort()
+	if err != nil {
+		return err
+	}
+	metrics, err := testproc.FreePort()
+	if err != nil {
+		return err
+	}
 	n.proxyHealthz = fmt.Sprintf("http://127.0.0.1:%d/healthz", healthz)
 	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
@@ -474,12 +482,19 @@ nodePortAddresses: [%s/32]
 		return err
 	}
 	time.Sleep(300 * time.Millisecond)
-	return p.exitedErr()
+	return p.ExitedErr()
 }
 
 func (n *Node) startKubelet() error {
 	kc := n.Cluster.Kubeconfig("system:node:"+n.Name, "system:nodes")
-	port, healthz := freePort(), freePort()
+	port, err := testproc.FreePort()
+	if err != nil {
+		return err
+	}
+	healthz, err := testproc.FreePort()
+	if err != nil {
+		return err
+	}
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 containerRuntimeEndpoint: unix://%s
@@ -537,20 +552,20 @@ registerNode: true
 		return err
 	}
 	time.Sleep(500 * time.Millisecond)
-	return p.exitedErr()
+	return p.ExitedErr()
 }
 
 func (n *Node) waitNodeReady() error {
 	var last string
 	stop := func() error {
 		for _, name := range n.order {
-			if err := n.procs[name].exitedErr(); err != nil {
+			if err := n.procs[name].ExitedErr(); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	err := poll(90*time.Second, 250*time.Millisecond, stop, func() error {
+	err := testproc.Poll(90*time.Second, 250*time.Millisecond, stop, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		node, err := n.Client.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
@@ -568,7 +583,7 @@ func (n *Node) waitNodeReady() error {
 		return fmt.Errorf("node %s not Ready (%s)", n.Name, last)
 	})
 	if err != nil {
-		return fmt.Errorf("%w\n--- kubelet log (tail) ---\n%s", err, tail(n.procs["kubelet"].logPath, 40))
+		return n.procs["kubelet"].WithLogTail(err, 40)
 	}
 	return nil
 }
@@ -577,7 +592,8 @@ func (n *Node) waitNodeReady() error {
 // service rules at least once.
 func (n *Node) waitKubeProxy() error {
 	hc := &http.Client{Timeout: 2 * time.Second}
-	err := poll(60*time.Second, 250*time.Millisecond, n.procs["kube-proxy"].exitedErr, func() error {
+	kp := n.procs["kube-proxy"]
+	err := testproc.Poll(60*time.Second, 250*time.Millisecond, kp.ExitedErr, func() error {
 		resp, err := hc.Get(n.proxyHealthz)
 		if err != nil {
 			return err
@@ -590,11 +606,11 @@ func (n *Node) waitKubeProxy() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w\n--- kube-proxy log (tail) ---\n%s", err, tail(n.procs["kube-proxy"].logPath, 30))
+		return kp.WithLogTail(err, 30)
 	}
 	// /healthz answers 200 before the first sync; the service chains show
 	// when the rules are in.
-	err = poll(60*time.Second, 250*time.Millisecond, n.procs["kube-proxy"].exitedErr, func() error {
+	err = testproc.Poll(60*time.Second, 250*time.Millisecond, kp.ExitedErr, func() error {
 		out, err := run("iptables-save", "-t", "nat")
 		if err != nil {
 			return err
@@ -605,7 +621,7 @@ func (n *Node) waitKubeProxy() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%w\n--- kube-proxy log (tail) ---\n%s", err, tail(n.procs["kube-proxy"].logPath, 30))
+		return kp.WithLogTail(err, 30)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/vigil-sec/vigil/internal/kubetest"
+	"github.com/vigil-sec/vigil/internal/testproc"
 )
 
 func TestBuildImage(t *testing.T) {
@@ -53,7 +54,7 @@ func TestNodeRunsPod(t *testing.T) {
 		t.Fatalf("step create-pod: %v", err)
 	}
 	var got *corev1.Pod
-	err := poll(90*time.Second, 250*time.Millisecond, nil, func() error {
+	err := testproc.Poll(90*time.Second, 250*time.Millisecond, nil, func() error {
 		var err error
 		got, err = pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if err != nil {
@@ -109,7 +110,7 @@ func TestNodeRunsPod(t *testing.T) {
 		t.Fatalf("step service: %v", err)
 	}
 	var body string
-	err = poll(30*time.Second, 500*time.Millisecond, nil, func() error {
+	err = testproc.Poll(30*time.Second, 500*time.Millisecond, nil, func() error {
 		var err error
 		// nc, not wget: Debian's static busybox wget segfaults (glibc NSS in a
 		// static binary, even for an address literal).
@@ -173,7 +174,7 @@ func TestNodeRunsPod(t *testing.T) {
 	if err := pods.Delete(ctx, pod.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatalf("step delete-pod: %v", err)
 	}
-	err = poll(60*time.Second, 250*time.Millisecond, nil, func() error {
+	err = testproc.Poll(60*time.Second, 250*time.Millisecond, nil, func() error {
 		_, err := pods.Get(ctx, pod.Name, metav1.GetOptions{})
 		if err == nil {
 			return fmt.Errorf("pod %s still exists", pod.Name)

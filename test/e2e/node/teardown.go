@@ -15,6 +15,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vigil-sec/vigil/internal/testproc"
 )
 
 // teardown undoes Start, whatever point it reached: pods, processes,
@@ -55,13 +57,13 @@ func (n *Node) tearDown() {
 			if name == "containerd" {
 				continue
 			}
-			n.procs[name].stop(10 * time.Second)
+			n.procs[name].Stop(10 * time.Second)
 		}
 	})
 	phase("containers", func() {
 		if p := n.procs["containerd"]; p != nil {
 			n.removeContainers()
-			p.stop(10 * time.Second)
+			p.Stop(10 * time.Second)
 		}
 		if n.sock != "" {
 			for _, pid := range pidsWithArg(n.sock) {
@@ -202,7 +204,7 @@ func (n *Node) deletePods(timeout time.Duration) error {
 	for _, p := range pods.Items {
 		_ = n.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
 	}
-	return poll(timeout, 250*time.Millisecond, nil, func() error {
+	return testproc.Poll(timeout, 250*time.Millisecond, nil, func() error {
 		pods, err := n.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return err

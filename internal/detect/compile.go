@@ -291,6 +291,19 @@ func functions(in Intel) []cel.EnvOption {
 					}
 					return types.Bool(containsAny(string(str), needles))
 				}))),
+		cel.Function("image_in",
+			cel.Overload("image_in_string_list", []*cel.Type{cel.StringType, cel.ListType(cel.StringType)}, cel.BoolType,
+				cel.BinaryBinding(func(s, l ref.Val) ref.Val {
+					ref, ok := s.(types.String)
+					if !ok {
+						return types.NewErr("image_in: want a string")
+					}
+					names, err := stringList(l)
+					if err != nil {
+						return types.NewErr("image_in: %v", err)
+					}
+					return types.Bool(imageIn(string(ref), names))
+				}))),
 		cel.Function("any_in",
 			cel.Overload("any_in_list_list", []*cel.Type{cel.ListType(cel.StringType), cel.ListType(cel.StringType)}, cel.BoolType,
 				cel.BinaryBinding(func(a, b ref.Val) ref.Val {
@@ -384,6 +397,53 @@ func containsAny(s string, needles []string) bool {
 		}
 	}
 	return false
+}
+
+// imageIn reports whether the image reference names any of names (imageNames).
+func imageIn(ref string, names []string) bool {
+	for _, n := range names {
+		if imageNames(ref, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// imageNames reports whether the image reference names name as whole words:
+// name occurs in it between separators ('/', ':', '@', '-', '_', '.') or its
+// ends, so "csi" names "registry.k8s.io/sig-storage/csi-provisioner:v5" and
+// "docker:27-dind" names "dind", but "csi" does not name "evil/csiminer". A
+// name that begins with a registry host ("vigil.dev/vigil") must begin the
+// reference. Allow lists of images use it: a plain substring lets any image
+// that happens to contain a listed word through.
+func imageNames(ref, name string) bool {
+	if name == "" {
+		return false
+	}
+	anchored := false
+	if i := strings.IndexByte(name, '/'); i > 0 && strings.ContainsAny(name[:i], ".:") {
+		anchored = true
+	}
+	for off := 0; off <= len(ref)-len(name); {
+		i := strings.Index(ref[off:], name)
+		if i < 0 {
+			return false
+		}
+		i += off
+		if anchored && i > 0 {
+			return false
+		}
+		end := i + len(name)
+		if (i == 0 || isImageSep(ref[i-1])) && (end == len(ref) || isImageSep(ref[end])) {
+			return true
+		}
+		off = i + 1
+	}
+	return false
+}
+
+func isImageSep(c byte) bool {
+	return c == '/' || c == ':' || c == '@' || c == '-' || c == '_' || c == '.'
 }
 
 func anyIn(have []string, set map[string]struct{}) bool {

@@ -541,3 +541,27 @@ func TestIntelUpdateFile(t *testing.T) {
 		t.Fatalf("with the update file: %v", got)
 	}
 }
+
+func TestImageNames(t *testing.T) {
+	for _, c := range []struct {
+		ref, name string
+		want      bool
+	}{
+		{"registry.k8s.io/sig-storage/csi-provisioner:v5.0.1", "csi", true},
+		{"public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.30", "csi", true},
+		{"docker.io/calico/node:v3.28.0", "calico", true},
+		{"docker:27-dind", "dind", true},
+		{"docker.io/istio/proxyv2:1.22.1", "istio/proxyv2", true},
+		{"vigil.dev/vigil:0.9@sha256:abcd", "vigil.dev/vigil", true},
+		{"evil/csiminer:latest", "csi", false},
+		{"evil/mycalico:1", "calico", false},
+		{"ghcr.io/evil/vigil.dev/vigil:1", "vigil.dev/vigil", false},
+		{"vigil.dev/vigilant:1", "vigil.dev/vigil", false},
+		{"docker.io/istio/proxyv2x:1", "istio/proxyv2", false},
+		{"anything", "", false},
+	} {
+		if got := imageNames(c.ref, c.name); got != c.want {
+			t.Errorf("imageNames(%q, %q) = %v, want %v", c.ref, c.name, got, c.want)
+		}
+	}
+}

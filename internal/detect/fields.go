@@ -429,6 +429,7 @@ func Fields() []FieldInfo {
 func Functions() []FieldInfo {
 	return []FieldInfo{
 		{"contains_any(string, list<string>)", "bool", "the string contains any of the substrings"},
+		{"image_in(string, list<string>)", "bool", "the image reference names an item as whole words, between / : @ - _ . (\"csi\" matches sig-storage/csi-provisioner, not csiminer); an item starting with a registry host must start the reference"},
 		{"any_in(list<string>, list<string>)", "bool", "any element of the first list is in the second (e.g. any_in(ancestors.names, web_server_binaries))"},
 		{"basename(string)", "string", "last element of a path"},
 		{"ti_miner_binary / ti_attack_tool / ti_scanner / ti_credential_tool / ti_ddos_tool / ti_proxyware(name)", "bool", "the executable name is on that threat-intelligence list"},

@@ -14,7 +14,7 @@ type pred func(*view) bool
 // prefilter derives native checks from a type-checked condition. It knows
 // the forms rules are made of: field comparisons with literals, `in` with a
 // list literal, string methods with a literal argument, contains_any,
-// any_in, threat-intelligence lookups on a field, boolean fields, and &&,
+// image_in, any_in, threat-intelligence lookups on a field, boolean fields, and &&,
 // || and ! over those. Each native check has exactly the meaning CEL gives
 // the same expression (prefilter_test.go compares them on every built-in
 // rule and fixture), so CEL only runs for conditions with other parts.
@@ -152,6 +152,14 @@ func (p prefilter) call(c celast.CallExpr) (pred, bool) {
 		}
 		set := newBigramSet(needles)
 		return func(v *view) bool { return set.any(get(v)) }, true
+	case "image_in":
+		f := p.field(args[0])
+		names, ok := stringLiterals(args[1])
+		if f == nil || f.typ != tString || !ok {
+			return nil, false
+		}
+		get := f.str
+		return func(v *view) bool { return imageIn(get(v), names) }, true
 	case "any_in":
 		f := p.field(args[0])
 		items, ok := stringLiterals(args[1])

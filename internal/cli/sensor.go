@@ -23,6 +23,7 @@ import (
 	"github.com/vigil-sec/vigil/internal/detect"
 	"github.com/vigil-sec/vigil/internal/event"
 	"github.com/vigil-sec/vigil/internal/sensor"
+	"github.com/vigil-sec/vigil/internal/sensor/container"
 	"github.com/vigil-sec/vigil/internal/ship"
 )
 
@@ -33,6 +34,7 @@ func sensorCmd() *cobra.Command {
 		logLevel    string
 		metricsAddr string
 		cpuProfile  string
+		criSockets  []string
 		rf          ruleFlags
 		det         detectFlags
 		shipFlags   shipFlags
@@ -63,7 +65,7 @@ prints a last sensor.health event.`,
 				}
 				defer stop()
 			}
-			run := sensorRun{cfg: cfg, rf: rf, det: det, jsonl: output == "jsonl", metricsAddr: metricsAddr, log: logger(logLevel)}
+			run := sensorRun{cfg: cfg, rf: rf, det: det, jsonl: output == "jsonl", metricsAddr: metricsAddr, criSockets: criSockets, log: logger(logLevel)}
 			if shipFlags.server != "" {
 				client, err := shipFlags.open(cfg.Node, "sensor", run.log)
 				if err != nil {
@@ -84,6 +86,7 @@ prints a last sensor.health event.`,
 	f.IntVar(&cfg.ProcessCache, "process-cache", 32768, "most processes kept in the process tree")
 	f.DurationVar(&cfg.HealthInterval, "health-interval", 30*time.Second, "how often to emit sensor.health events")
 	f.BoolVar(&cfg.DisableEBPF, "no-ebpf", false, "do not load eBPF programs: watch exec, fork and exit through the netlink process connector only")
+	f.StringSliceVar(&criSockets, "cri-socket", nil, "the container runtime's CRI socket(s), tried in order, asked (status calls only) about containers whose on-disk runtime state does not name their pod or image; \"none\" turns this off (default: the first of "+strings.Join(container.DefaultCRISockets(), ", ")+" that exists)")
 	f.StringVar(&metricsAddr, "metrics-addr", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9464; empty: off)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cpuProfile, "cpu-profile", "", "write a Go CPU profile to this file (for performance work)")
@@ -103,12 +106,13 @@ type sensorRun struct {
 	jsonl       bool
 	ship        *ship.Client
 	metricsAddr string
+	criSockets  []string // nil: autodetect
 	log         *slog.Logger
 }
 
 func (r *sensorRun) run(ctx context.Context) error {
 	r.cfg.Log = r.log
-	r.cfg.Containers = newContainers(ctx, r.cfg)
+	r.cfg.Containers = newContainers(ctx, r.cfg, r.criSockets)
 	s := sensor.New(r.cfg)
 	if r.metricsAddr != "" {
 		stop, err := serveMetrics(r.metricsAddr, s.Collector(), r.log)

@@ -3,6 +3,7 @@ package install
 import (
 	"encoding/base64"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -246,6 +247,79 @@ func TestRenderSensor(t *testing.T) {
 	}
 	if ds.Spec.Template.Spec.PriorityClassName != "" {
 		t.Error("priorityClassName not cleared")
+	}
+}
+
+// TestRenderSensorCRISocket checks sensor.criSocket: the CRI socket's
+// directories mounted read-only for autodetection (none twice), one
+// socket, or none, and the flag that tells the sensor.
+func TestRenderSensorCRISocket(t *testing.T) {
+	for _, tc := range []struct {
+		value    any // nil: the default
+		arg      string
+		mounts   map[string]corev1.HostPathType // host path -> type, beyond runtimeStatePaths
+		unwanted []string
+	}{
+		{nil, "", map[string]corev1.HostPathType{"/run/crio": corev1.HostPathDirectoryOrCreate, "/run/k3s/containerd": corev1.HostPathDirectoryOrCreate}, nil},
+		{"none", "--cri-socket=none", nil, []string{"/run/crio", "/run/k3s/containerd"}},
+		{"/var/run/cri-dockerd.sock", "--cri-socket=/var/run/cri-dockerd.sock", map[string]corev1.HostPathType{"/var/run/cri-dockerd.sock": corev1.HostPathSocket}, []string{"/run/crio", "/var/run"}},
+		{"/run/containerd/containerd.sock", "--cri-socket=/run/containerd/containerd.sock", nil, []string{"/run/crio"}},
+		{"/var/lib/rancher/crio/crio.sock", "--cri-socket=/var/lib/rancher/crio/crio.sock", map[string]corev1.HostPathType{"/var/lib/rancher/crio": corev1.HostPathDirectoryOrCreate}, nil},
+	} {
+		t.Run(fmt.Sprint(tc.value), func(t *testing.T) {
+			vals := baseValues()
+			if tc.value != nil {
+				vals = with(vals, "sensor.criSocket", tc.value)
+			}
+			var ds appsv1.DaemonSet
+			render(t, "vigil", vals).decode(t, "DaemonSet/vigil-sensor", &ds)
+			pod := ds.Spec.Template.Spec
+			c := pod.Containers[0]
+			hasArg := slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--cri-socket") })
+			if tc.arg == "" && hasArg || tc.arg != "" && !slices.Contains(c.Args, tc.arg) {
+				t.Errorf("args %v, want %q", c.Args, tc.arg)
+			}
+			volumes := map[string]*corev1.HostPathVolumeSource{}
+			for _, v := range pod.Volumes {
+				if v.HostPath != nil {
+					volumes[v.Name] = v.HostPath
+				}
+			}
+			mounted := map[string]corev1.HostPathType{}
+			seen := map[string]bool{}
+			for _, m := range c.VolumeMounts {
+				if seen[m.MountPath] {
+					t.Errorf("%s mounted twice", m.MountPath)
+				}
+				seen[m.MountPath] = true
+				if hp := volumes[m.Name]; hp != nil {
+					if !m.ReadOnly || strings.HasPrefix(m.Name, "cri") && m.MountPath != hp.Path {
+						t.Errorf("host path %s mounted at %s, read-only %v", hp.Path, m.MountPath, m.ReadOnly)
+					}
+					mounted[hp.Path] = *hp.Type
+				}
+			}
+			if !seen["/run/containerd"] {
+				t.Error("/run/containerd (runtime state and containerd's socket) not mounted")
+			}
+			for p, typ := range tc.mounts {
+				if got, ok := mounted[p]; !ok || got != typ {
+					t.Errorf("%s: mounted %v as %q, want %q", p, ok, got, typ)
+				}
+			}
+			for _, p := range tc.unwanted {
+				if _, ok := mounted[p]; ok {
+					t.Errorf("%s mounted", p)
+				}
+			}
+		})
+	}
+	ch, err := LoadChart()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Render(ch, "vigil", with(baseValues(), "sensor.criSocket", "containerd.sock")); err == nil {
+		t.Error("a relative sensor.criSocket passes the schema")
 	}
 }
 

@@ -55,7 +55,10 @@
 // runc's own state directory) for the creation time and the bundle, and
 // the bundle's config.json for the annotations containerd's CRI plugin and
 // CRI-O write (container, pod, namespace, image); Docker reads Docker's
-// config.v2.json. An optional PodSource adds what the Kubernetes API knows
+// config.v2.json. A CRI enricher (NewCRI), last, asks the runtime's CRI
+// socket about what those left out (ContainerStatus, PodSandboxStatus),
+// in the background so that the event path never waits on the socket
+// for long. An optional PodSource adds what the Kubernetes API knows
 // (labels, the owning workload, see WorkloadFromOwners). A container none
 // of them knew yet is described again every Options.RetryInterval for a
 // while, since the runtime may not have written its state when the

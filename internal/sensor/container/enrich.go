@@ -20,14 +20,18 @@ type Enricher interface {
 	// them. It reports whether it knew the container: a container no
 	// enricher knew is asked about again later, as its runtime may not
 	// have written its state yet. An error means state was found but
-	// could not be read; not knowing a container is not an error. Enrich
-	// must be safe for concurrent use.
+	// could not be read; not knowing a container is not an error.
+	// ErrPending means the enricher is still finding out (in the
+	// background: Enrich runs on the event path and must not wait on a
+	// socket) and wants to be asked again, whatever the others knew.
+	// Enrich must be safe for concurrent use.
 	Enrich(c *event.Container) (bool, error)
 }
 
 // DefaultEnrichers are the enrichers a Resolver uses when Options leaves
 // them nil: runc state and OCI bundles, then Docker's own records, all
-// read under hostRoot.
+// read under hostRoot. They read files only; the sensor appends a CRI
+// enricher (NewCRI) for what they leave out.
 func DefaultEnrichers(hostRoot string) []Enricher {
 	return []Enricher{OCI{HostRoot: hostRoot}, Docker{HostRoot: hostRoot}}
 }

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -31,7 +32,9 @@ type Options struct {
 	// /proc/self/mountinfo.
 	Mounts *Mounts
 	// Enrichers add runtime metadata to each new container, in order;
-	// nil means DefaultEnrichers(HostRoot), an empty slice none.
+	// nil means DefaultEnrichers(HostRoot), an empty slice none. A CRI
+	// enricher (NewCRI) goes last, to ask the runtime only about what the
+	// state on disk left out.
 	Enrichers []Enricher
 	// Pods, when set, adds pod name, namespace, labels and workload from
 	// the Kubernetes API's view of the pod.
@@ -44,8 +47,9 @@ type Options struct {
 	RewalkInterval time.Duration
 	// RetryInterval is how often a container whose enrichment found
 	// nothing yet (its runtime state was not written, the pod source had
-	// not seen the pod) is enriched again (0: five seconds), for up to
-	// RetryFor after it was first seen (0: two minutes).
+	// not seen the pod, an enricher answered ErrPending) is enriched
+	// again (0: five seconds), for up to RetryFor after it was first seen
+	// (0: two minutes).
 	RetryInterval, RetryFor time.Duration
 	// Log receives enrichment errors at debug level; nil discards them.
 	Log *slog.Logger
@@ -349,14 +353,18 @@ func (r *Resolver) track(ref *Ref) *tracked {
 // schedules a retry when they did not know it yet.
 func (r *Resolver) enrich(t *tracked) {
 	c := &event.Container{ID: t.ref.ID, Runtime: t.ref.Runtime, PodUID: t.ref.PodUID}
-	known := len(r.enrichers) == 0
+	known, pending := len(r.enrichers) == 0, false
 	for _, e := range r.enrichers {
 		ok, err := e.Enrich(c)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrPending):
+			pending = true // a lookup runs in the background (the CRI's)
+		case err != nil:
 			r.opts.Log.Debug("enrich container", "id", c.ID, "err", err)
 		}
 		known = known || ok
 	}
+	known = known && !pending
 	if r.opts.Pods != nil && c.PodUID != "" {
 		p, ok := r.opts.Pods.Pod(c.PodUID)
 		if ok {

@@ -15,6 +15,8 @@ import (
 
 // Options shape a container.
 type Options struct {
+	// ID is the container's id; empty means 64 random hex digits.
+	ID string
 	// CgroupsPath is runc's linux.cgroupsPath; empty means
 	// /kubepods/besteffort/pod<uid>/<id>, the cgroupfs layout of a kubelet.
 	CgroupsPath string
@@ -26,6 +28,10 @@ type Options struct {
 	// Links adds symlinks to the image (path in the container -> target),
 	// e.g. a web server's name for busybox.
 	Links map[string]string
+	// Annotations go into the bundle's config.json, as a CRI runtime
+	// writes the pod's name, namespace and image there
+	// (io.kubernetes.cri.sandbox-namespace, ...).
+	Annotations map[string]string
 }
 
 // Container is a running runc container.
@@ -58,7 +64,10 @@ func Start(t testing.TB, opts Options) *Container {
 	if err != nil {
 		t.Fatal("runctest: busybox is not installed (apt-get install busybox-static)")
 	}
-	c := &Container{ID: randomHex(32), PodUID: podUID()}
+	c := &Container{ID: opts.ID, PodUID: podUID()}
+	if c.ID == "" {
+		c.ID = randomHex(32)
+	}
 	c.bundle = t.TempDir()
 	image := filepath.Join(c.bundle, "image")
 	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc", "root"} {
@@ -174,6 +183,9 @@ func writeSpec(t testing.TB, runc, bundle, rootfs string, opts Options) {
 	proc["cwd"] = "/"
 	spec["root"] = map[string]any{"path": rootfs, "readonly": false}
 	spec["linux"].(map[string]any)["cgroupsPath"] = opts.CgroupsPath
+	if len(opts.Annotations) > 0 {
+		spec["annotations"] = opts.Annotations
+	}
 	raw, err = json.MarshalIndent(spec, "", " ")
 	must(t, err)
 	must(t, os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o644))

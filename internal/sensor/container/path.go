@@ -5,11 +5,11 @@ import "strings"
 // Ref is what a cgroup path says about the container a process runs in.
 type Ref struct {
 	// ID is the container id: 64 hex digits, or any runc id directly
-	// under a kubelet cgroupfs pod directory.
+	// under a kubelet cgroupfs pod directory or in a runc-<id>.scope.
 	ID string
-	// Runtime is "containerd", "cri-o", "docker" or "podman" when the
-	// layout names it, "" when it does not (the kubelet's cgroupfs layout
-	// is the same for every CRI runtime).
+	// Runtime is "containerd", "cri-o", "docker", "podman" or "runc" when
+	// the layout names it, "" when it does not (the kubelet's cgroupfs
+	// layout is the same for every CRI runtime).
 	Runtime string
 	// PodUID is the Kubernetes pod's uid with dashes, "" outside a pod.
 	PodUID string
@@ -98,6 +98,15 @@ func containerElem(elem string, afterPod bool) (Ref, bool) {
 	for _, s := range scopePrefixes {
 		if id, found := strings.CutPrefix(name, s.prefix); found && isHexID(id) {
 			return Ref{ID: id, Runtime: s.runtime, Monitor: s.monitor}, true
+		}
+	}
+	// runc run --systemd-cgroup without a cgroupsPath puts the container
+	// in system.slice:runc:<id>, the unit runc-<id>.scope, whatever the id.
+	// (Without systemd runc uses /<id>: a path that says nothing by itself,
+	// which the resolver tells from a host cgroup by runc's state.)
+	if id, found := strings.CutPrefix(elem, "runc-"); found {
+		if id, found = strings.CutSuffix(id, ".scope"); found && isRuncID(id) {
+			return Ref{ID: id, Runtime: "runc"}, true
 		}
 	}
 	switch {

@@ -93,6 +93,17 @@ func TestParsePath(t *testing.T) {
 			Ref{ID: id, Runtime: "containerd", PodUID: uid}, true},
 		{"no leading slash", "docker/" + id, Ref{ID: id, Runtime: "docker"}, true},
 		{"bare id elsewhere", "/default/" + id, Ref{ID: id}, true},
+		{"runc systemd", "/system.slice/runc-" + id + ".scope", Ref{ID: id, Runtime: "runc"}, true},
+		{"runc systemd named", "/system.slice/runc-mycontainer.scope", Ref{ID: "mycontainer", Runtime: "runc"}, true},
+		{"runc systemd in docker", "/docker/" + outer + "/system.slice/runc-web_1.scope", Ref{ID: "web_1", Runtime: "runc"}, true},
+		{"runc cgroupfs hex id", "/" + id, Ref{ID: id}, true},
+		// runc without systemd and without a cgroupsPath uses /<id>: with a
+		// non-hex id only runc's state (the resolver's job) tells it from
+		// a host cgroup.
+		{"runc cgroupfs named: not decidable from the path", "/mycontainer", Ref{}, false},
+		{"runc scope needs .scope", "/system.slice/runc-mycontainer", Ref{}, false},
+		{"runc scope needs an id", "/system.slice/runc-.scope", Ref{}, false},
+		{"runc service is the daemon's", "/system.slice/runc-shim.service", Ref{}, false},
 		{"root", "/", Ref{}, false},
 		{"empty", "", Ref{}, false},
 		{"ssh", "/system.slice/ssh.service", Ref{}, false},
@@ -143,6 +154,7 @@ func FuzzParsePath(f *testing.F) {
 		"/system.slice/crio-conmon-" + id + ".scope",
 		"/docker/" + outer + "/kubepods/pod" + uid + "/" + id,
 		"/machine.slice/libpod-" + id + ".scope/container",
+		"/system.slice/runc-mycontainer.scope",
 		"/", "", "//", "/pod/", "/-pod.slice",
 	} {
 		f.Add(s)

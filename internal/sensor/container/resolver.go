@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,8 +69,11 @@ type Resolver struct {
 	now       func() time.Time
 
 	results *cache[key, *tracked] // nil value: a host process
-	idMu    sync.Mutex            // makes byID's get-or-create atomic
-	byID    *cache[string, *tracked]
+	// plainMiss remembers when a cgroup that may be plain runc's "/<id>"
+	// was first found without runc state (plainRunc).
+	plainMiss *cache[string, time.Time]
+	idMu      sync.Mutex // makes byID's get-or-create atomic
+	byID      *cache[string, *tracked]
 }
 
 // key is what the sensor knows of a process's cgroups.
@@ -122,6 +126,7 @@ func NewResolver(opts Options) (*Resolver, error) {
 		now:       time.Now,
 		results:   newCache[key, *tracked](opts.CacheSize),
 		byID:      newCache[string, *tracked](opts.CacheSize),
+		plainMiss: newCache[string, time.Time](opts.CacheSize),
 	}
 	if r.enrichers == nil {
 		r.enrichers = DefaultEnrichers(opts.HostRoot)
@@ -236,14 +241,12 @@ func (r *Resolver) lookup(k key, pid uint32) (t *tracked, settled bool) {
 		}
 	}
 	// Keep what the ids said: /proc may be gone already.
-	for _, l := range lines {
-		if l.unified {
-			cands = append(cands, parseCandidate(l.path))
-		}
-	}
-	for _, l := range lines {
-		if !l.unified {
-			cands = append(cands, parseCandidate(l.path))
+	for _, unified := range []bool{true, false} {
+		for _, l := range lines {
+			if l.unified == unified {
+				c, _ := r.candidate(l.path)
+				cands = append(cands, c)
+			}
 		}
 	}
 	return r.track(best(cands)), false
@@ -265,7 +268,11 @@ func (r *Resolver) fromIDs(k key) (cands []candidate, settled bool) {
 		consulted = true
 		switch p, res := x.h.path(x.id); res {
 		case found:
-			cands = append(cands, parseCandidate(p))
+			c, unsure := r.candidate(p)
+			cands = append(cands, c)
+			if unsure {
+				settled = false
+			}
 		case unknown:
 			settled = false
 		}
@@ -306,9 +313,58 @@ func (r *Resolver) procCgroup(pid uint32) []procCgroup {
 	return parseProcCgroup(data)
 }
 
-func parseCandidate(p string) candidate {
+// candidate is what the cgroup path p says, or failing that, runc's
+// state (plainRunc). unsure reports an answer that may change soon.
+func (r *Resolver) candidate(p string) (c candidate, unsure bool) {
 	ref, depth, ok := parsePath(p)
-	return candidate{ref, depth, ok}
+	if ok || ref.Monitor {
+		return candidate{ref, depth, ok}, false
+	}
+	if ref, ok, unsure := r.plainRunc(p); ok {
+		return candidate{ref, 1, true}, false
+	} else if unsure {
+		return candidate{}, true
+	}
+	return candidate{}, false
+}
+
+// plainRuncGrace is how long a cgroup that may be plain runc's stays
+// unsure without runc state: runc writes state.json only after its init
+// has joined the cgroup.
+const plainRuncGrace = 10 * time.Second
+
+// plainRunc answers for "/<id>", the cgroup runc creates for a container
+// whose spec has no cgroups path: only runc's state tells it from a host
+// cgroup. It is a container when a state directory holds <id>/state.json
+// naming that cgroup. Until then, for plainRuncGrace after the path is
+// first seen, unsure reports that the answer may still change.
+func (r *Resolver) plainRunc(p string) (ref Ref, ok, unsure bool) {
+	id := strings.TrimPrefix(p, "/")
+	if id == "" || strings.Contains(id, "/") || !isRuncID(id) || isSystemdUnit(id) {
+		return Ref{}, false, false
+	}
+	for _, d := range DefaultStateDirs() {
+		data, err := os.ReadFile(filepath.Join(r.opts.HostRoot, d.Path, id, "state.json"))
+		if err == nil && stateHasCgroup(data, p) {
+			return Ref{ID: id, Runtime: d.Runtime}, true, false
+		}
+	}
+	first, seen := r.plainMiss.get(p)
+	if !seen {
+		first = r.now()
+		r.plainMiss.put(p, first)
+	}
+	return Ref{}, false, r.now().Sub(first) < plainRuncGrace
+}
+
+// isSystemdUnit reports a name systemd gives the cgroups it creates.
+func isSystemdUnit(name string) bool {
+	for _, suffix := range []string{".slice", ".scope", ".service", ".mount", ".socket", ".swap"} {
+		if strings.HasSuffix(name, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // best picks the most deeply nested container among a process's cgroup

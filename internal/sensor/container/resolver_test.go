@@ -193,6 +193,11 @@ func TestResolveCgroups(t *testing.T) {
 		{"docker systemd", "/system.slice/docker-" + cid + ".scope", &Ref{ID: cid, Runtime: "docker"}},
 		{"podman", "/machine.slice/libpod-" + cid + ".scope/container", &Ref{ID: cid, Runtime: "podman"}},
 		{"runc id", "/kubepods/besteffort/pod" + uid + "/" + runID, &Ref{ID: runID, PodUID: uid}},
+		{"runc systemd", "/system.slice/runc-" + runID + ".scope", &Ref{ID: runID, Runtime: "runc"}},
+		{"runc systemd hex id", "/system.slice/runc-" + cid + ".scope", &Ref{ID: cid, Runtime: "runc"}},
+		{"runc cgroupfs hex id", "/" + cid, &Ref{ID: cid}},
+		// runc's cgroupfs /<id> with a non-hex id is decided by runc's
+		// state, not by the path: see TestParsePath.
 		{"kind node", "/docker/" + node + "/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod" + uidU + ".slice/cri-containerd-" + cid + ".scope",
 			&Ref{ID: cid, Runtime: "containerd", PodUID: uid}},
 		{"pod cgroup", "/kubepods/besteffort/pod" + uid, nil},
@@ -416,19 +421,7 @@ func TestResolveRunc(t *testing.T) {
 	m := machineMounts(t)
 	c := runctest.Start(t, runctest.Options{})
 	pid := uint32(c.InitPid(t))
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var k key
-	for _, l := range parseProcCgroup(data) {
-		switch {
-		case l.unified && m.Unified.Path != "":
-			k.v2 = inode(t, filepath.Join(m.Unified.Path, l.path))
-		case hasController(l.controllers, "memory") && m.Memory.Path != "":
-			k.v1 = inode(t, filepath.Join(m.Memory.Path, l.path))
-		}
-	}
+	k := procKey(t, m, pid)
 	r, err := NewResolver(Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -445,6 +438,76 @@ func TestResolveRunc(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestResolvePlainRunc checks runc's own layout for a spec without a
+// cgroups path, "/<id>" with any id: a container by runc's state, and a
+// host cgroup of the same shape without state stays the host's.
+func TestResolvePlainRunc(t *testing.T) {
+	requireRoot(t)
+	m := machineMounts(t)
+	id := "vigil-plain-" + randomHex(t, 4)
+	c := runctest.Start(t, runctest.Options{ID: id, CgroupsPath: "/" + id})
+	pid := uint32(c.InitPid(t))
+	k := procKey(t, m, pid)
+	r, err := NewResolver(Options{Enrichers: []Enricher{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		k    key
+	}{{"ids", k}, {"pid only", key{}}} {
+		if got := r.Resolve(tc.k.v2, tc.k.v1, pid); got == nil || got.ID != id || got.Runtime != "runc" {
+			t.Errorf("%s: resolved %+v, want id %s, runtime runc", tc.name, got, id)
+		}
+	}
+
+	// A host cgroup shaped like it: unsure for a grace period, then the host's.
+	host := "vigil-plain-host-" + randomHex(t, 4)
+	var hk key
+	for _, h := range hierarchies(t, m) {
+		id := inode(t, makeCgroup(t, h.mount.Path, "/"+host))
+		if h.name == "v1" {
+			hk.v1 = id
+		} else {
+			hk.v2 = id
+		}
+	}
+	now := time.Now()
+	r.now = func() time.Time { return now }
+	if got := r.Resolve(hk.v2, hk.v1, 0); got != nil {
+		t.Errorf("host cgroup /%s resolved %+v", host, got)
+	}
+	if _, cached := r.results.get(hk); cached {
+		t.Errorf("host cgroup /%s cached before runc could have written its state", host)
+	}
+	now = now.Add(plainRuncGrace)
+	if got := r.Resolve(hk.v2, hk.v1, 0); got != nil {
+		t.Errorf("host cgroup /%s resolved %+v after the grace period", host, got)
+	}
+	if _, cached := r.results.get(hk); !cached {
+		t.Errorf("host cgroup /%s not cached after the grace period", host)
+	}
+}
+
+// procKey is the cgroup ids of pid's cgroups in the hierarchies of m.
+func procKey(t *testing.T, m Mounts, pid uint32) key {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k key
+	for _, l := range parseProcCgroup(data) {
+		switch {
+		case l.unified && m.Unified.Path != "":
+			k.v2 = inode(t, filepath.Join(m.Unified.Path, l.path))
+		case hasController(l.controllers, "memory") && m.Memory.Path != "":
+			k.v1 = inode(t, filepath.Join(m.Memory.Path, l.path))
+		}
+	}
+	return k
 }
 
 // podMap is a PodSource over a map.

@@ -183,3 +183,21 @@ func mergeLabels(dst, src map[string]string) map[string]string {
 	maps.Copy(out, dst)
 	return out
 }
+
+// stateHasCgroup reports whether runc's state.json places the container in
+// the cgroup p (a path below a hierarchy's mount): runc records each
+// hierarchy's directory in cgroup_paths.
+func stateHasCgroup(data []byte, p string) bool {
+	var st struct {
+		CgroupPaths map[string]string `json:"cgroup_paths"`
+	}
+	if json.Unmarshal(data, &st) != nil {
+		return false
+	}
+	for _, dir := range st.CgroupPaths {
+		if strings.HasSuffix(dir, p) {
+			return true
+		}
+	}
+	return false
+}

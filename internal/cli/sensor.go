@@ -129,7 +129,9 @@ func (r *sensorRun) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = r.ship.Run(ctx) }()
 	}
+	users := sensor.NewUsers(r.cfg.ProcRoot) // names the uid, read once an alert is raised
 	alert := func(a *event.Alert) {
+		users.Attribute(a)
 		if r.jsonl {
 			out.writeNow(a)
 		}

@@ -1,89 +1,152 @@
 package detect
 
 import (
+	"compress/gzip"
+	"encoding/json"
 	"fmt"
-	"math/rand/v2"
+	"io"
+	"io/fs"
+	"os"
 	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
 )
 
-// eventMix is a recorded-style node workload: mostly the benign exec, exit
-// and connect traffic of web, app and batch containers and the host, with
-// about one event in a hundred from an attack.
-func eventMix(n int) []*event.Event {
-	r := rand.New(rand.NewPCG(1, 2))
-	ctrs := []*event.Container{
-		{ID: "3f2a9c", Name: "web", Image: "nginx:1.27", Pod: "web-7d9f", Namespace: "shop", Workload: "Deployment/shop/web", Labels: map[string]string{"app": "web"}},
-		{ID: "8b1e77", Name: "api", Image: "ghcr.io/acme/api:2.3", Pod: "api-5c4b", Namespace: "shop", Workload: "Deployment/shop/api"},
-		{ID: "c0ffee", Name: "worker", Image: "python:3.12", Pod: "etl-x1", Namespace: "data", Workload: "CronJob/data/etl"},
-		nil, // the host
-	}
-	benign := []struct {
-		exe    string
-		args   []string
-		parent string
-	}{
-		{"/usr/sbin/nginx", []string{"nginx", "-g", "daemon off;"}, "/usr/bin/containerd-shim-runc-v2"},
-		{"/bin/sh", []string{"sh", "-c", "date +%s > /tmp/heartbeat"}, "/usr/bin/python3.12"},
-		{"/bin/date", []string{"date", "+%s"}, "/bin/sh"},
-		{"/usr/bin/python3.12", []string{"python3", "-m", "etl.run", "--since", "1h"}, "/bin/sh"},
-		{"/bin/ls", []string{"ls", "-la", "/data/in"}, "/bin/bash"},
-		{"/usr/bin/git", []string{"git", "rev-parse", "HEAD"}, "/usr/bin/make"},
-		{"/usr/bin/cat", []string{"cat", "/proc/meminfo"}, "/usr/bin/node"},
-		{"/usr/local/bin/node", []string{"node", "server.js"}, "/usr/bin/tini"},
-		{"/usr/bin/grep", []string{"grep", "-c", "ERROR", "/var/log/app.log"}, "/bin/sh"},
-		{"/usr/lib/systemd/systemd-journald", []string{"systemd-journald"}, "/usr/lib/systemd/systemd"},
-	}
-	attacks := []*event.Event{
-		{Kind: event.ProcessExec, Process: &event.Process{Exe: "/tmp/xmrig", Args: []string{"./xmrig", "-o", "stratum+tcp://pool.supportxmr.com:3333"}, Drift: true, UpperLayer: true, Parent: &event.Lineage{Exe: "/bin/bash"}}},
-		{Kind: event.ProcessExec, Process: &event.Process{Exe: "/bin/sh", Args: []string{"sh", "-c", "echo d2hvYW1p| base64 -d| bash"}, Ancestry: []event.Lineage{{Exe: "/usr/sbin/php-fpm8.1"}}}},
-		{Kind: event.ProcessExec, Process: &event.Process{Exe: "/usr/bin/nmap", Args: []string{"nmap", "-Pn", "--open", "kubernetes.default/24", "-p", "443"}, Parent: &event.Lineage{Exe: "/bin/bash"}}},
-		{Kind: event.FileOpen, Process: &event.Process{Exe: "/bin/cat", Args: []string{"cat", "/etc/shadow"}}, File: &event.File{Path: "/etc/shadow", Op: "open", Flags: "O_RDONLY"}},
-	}
-	out := make([]*event.Event, 0, n)
-	for range n {
-		ctr := ctrs[r.IntN(len(ctrs))]
-		var e *event.Event
-		switch x := r.IntN(100); {
-		case x == 0:
-			a := *attacks[r.IntN(len(attacks))]
-			p := *a.Process
-			a.Process = &p
-			e = &a
-		case x < 55:
-			b := benign[r.IntN(len(benign))]
-			e = &event.Event{Kind: event.ProcessExec, Process: &event.Process{Exe: b.exe, Args: b.args, Cwd: "/app",
-				Parent:   &event.Lineage{Exe: b.parent},
-				Ancestry: []event.Lineage{{Exe: b.parent}, {Exe: "/usr/bin/containerd-shim-runc-v2"}, {Exe: "/usr/lib/systemd/systemd"}}}}
-		case x < 85:
-			e = &event.Event{Kind: event.ProcessExit, Process: &event.Process{Exe: benign[r.IntN(len(benign))].exe}}
-		case x < 97:
-			e = &event.Event{Kind: event.NetworkConnect, Process: &event.Process{Exe: "/usr/local/bin/node", Args: []string{"node", "server.js"}},
-				Network: &event.Network{Protocol: "tcp", Family: "ipv4", Src: "10.244.1.7:43122", Dst: fmt.Sprintf("10.96.0.%d:%d", r.IntN(250), []int{80, 443, 5432, 6379}[r.IntN(4)])}}
-		default:
-			e = &event.Event{Kind: event.FileOpen, Process: &event.Process{Exe: "/usr/local/bin/node", Args: []string{"node", "server.js"}},
-				File: &event.File{Path: "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt", Op: "open", Flags: "O_RDONLY|O_CLOEXEC"}}
+// nodeMixFile is a real recording of the node sensor (`vigil sensor
+// --output jsonl --no-detect`) while testdata/record/workload.sh ran: shell
+// jobs, go and C builds, git, python, curl and python http.server on
+// loopback, dpkg/apt queries, and a busybox web container under runc that
+// serves and polls itself. testdata/record/scrub.py kept the workload's
+// process tree, named the node and the container as a kubelet would and
+// replaced local paths; see testdata/record/README.md.
+const nodeMixFile = "testdata/node-mix.jsonl.gz"
+
+var (
+	recordedOnce   sync.Once
+	recordedEvents []*event.Event
+	recordedErr    error
+)
+
+// recorded returns the recording's events, decoded once per test binary.
+// Callers must not modify them.
+func recorded(tb testing.TB) []*event.Event {
+	tb.Helper()
+	recordedOnce.Do(func() {
+		f, err := os.Open(nodeMixFile)
+		if err != nil {
+			recordedErr = err
+			return
 		}
-		e.Process.Pid = uint32(1000 + r.IntN(30000))
-		e.Container = ctr
-		e.Node = "node-1"
-		out = append(out, e)
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			recordedErr = err
+			return
+		}
+		dec := json.NewDecoder(zr)
+		for {
+			var ev event.Event
+			if err := dec.Decode(&ev); err == io.EOF {
+				break
+			} else if err != nil {
+				recordedErr = fmt.Errorf("%s: %w", nodeMixFile, err)
+				return
+			}
+			recordedEvents = append(recordedEvents, &ev)
+		}
+	})
+	if recordedErr != nil {
+		tb.Fatal(recordedErr)
+	}
+	return recordedEvents
+}
+
+// attackEvents are the events of every positive case of the built-in
+// runtime rules' fixtures, in file order: the attacks the catalog knows.
+func attackEvents(tb testing.TB) []*event.Event {
+	tb.Helper()
+	var out []*event.Event
+	err := fs.WalkDir(builtinFS, "rules/runtime", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".test.yaml") {
+			return err
+		}
+		data, err := builtinFS.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		var tf TestFile
+		if err := decodeStrict(data, &tf); err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		for _, tc := range tf.Tests {
+			if tc.Alerts == 0 || tc.Drift != nil || len(tc.Exceptions) > 0 {
+				continue
+			}
+			evs, err := fixtureEvents(tc.Events)
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", p, tc.Name, err)
+			}
+			out = append(out, evs...)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
 	}
 	return out
 }
 
-// BenchmarkEngine runs the full built-in catalog over the event mix; the
+// nodeMix is the benchmark's workload: the recorded node events, replayed
+// as many times as it takes for every fixture attack event to appear once,
+// with one attack event after every 99 recorded ones (1%).
+func nodeMix(tb testing.TB) []*event.Event {
+	rec, atk := recorded(tb), attackEvents(tb)
+	var out []*event.Event
+	for i, a := 0, 0; a < len(atk) || i%len(rec) != 0; i++ {
+		out = append(out, rec[i%len(rec)])
+		if i%99 == 98 {
+			out = append(out, atk[a%len(atk)])
+			a++
+		}
+	}
+	return out
+}
+
+// eventMix returns n events for tests that need a few of each sort (the
+// fuzzers): attacks from the fixtures and recorded node events, alternating.
+func eventMix(n int) []*event.Event {
+	var tb panicTB
+	rec, atk := recorded(&tb), attackEvents(&tb)
+	out := make([]*event.Event, 0, n)
+	for i := 0; len(out) < n; i++ {
+		if i%2 == 0 {
+			out = append(out, atk[(i/2)%len(atk)])
+		} else {
+			out = append(out, rec[(i/2*97)%len(rec)])
+		}
+	}
+	return out
+}
+
+// panicTB is a testing.TB for helpers called where no TB is at hand.
+type panicTB struct{ testing.TB }
+
+func (panicTB) Helper()           {}
+func (panicTB) Fatal(args ...any) { panic(fmt.Sprint(args...)) }
+
+// BenchmarkEngine runs the full built-in catalog over the node mix; the
 // ns/op is per event. Target (issue 3): at least 500,000 events per second
-// per core and no allocation per benign event.
+// per core (run it with -cpu 1) and no allocation per benign event.
 func BenchmarkEngine(b *testing.B) {
 	rs, err := Load(Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	events := eventMix(100_000)
+	events := nodeMix(b)
 	alerts := 0
 	e := New(Config{Rules: rs, Emit: func(*event.Alert) { alerts++ }, kill: func(string, *event.Process) error { return nil }})
 	b.ReportAllocs()
@@ -94,19 +157,14 @@ func BenchmarkEngine(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkEngineBenign is the hot path alone: benign events only, which
-// must not allocate.
+// BenchmarkEngineBenign is the hot path alone: the recording without the
+// attacks, which must not allocate.
 func BenchmarkEngineBenign(b *testing.B) {
 	rs, err := Load(Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var events []*event.Event
-	for _, e := range eventMix(20_000) {
-		if !isAttack(e) {
-			events = append(events, e)
-		}
-	}
+	events := recorded(b)
 	e := New(Config{Rules: rs})
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -116,24 +174,14 @@ func BenchmarkEngineBenign(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-func isAttack(e *event.Event) bool {
-	p := e.Process
-	return p.Drift || len(p.Ancestry) == 1 || e.Kind == event.FileOpen && e.File.Path == "/etc/shadow" ||
-		len(p.Args) > 0 && p.Args[0] == "nmap"
-}
-
-// TestBenignEventsDoNotAllocate holds the hot path to zero allocations.
+// TestBenignEventsDoNotAllocate holds the hot path to zero allocations on
+// the recorded node events, which raise no alert.
 func TestBenignEventsDoNotAllocate(t *testing.T) {
 	rs, err := Load(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var events []*event.Event
-	for _, e := range eventMix(5000) {
-		if !isAttack(e) {
-			events = append(events, e)
-		}
-	}
+	events := recorded(t)
 	e := New(Config{Rules: rs, Emit: func(a *event.Alert) { t.Errorf("benign event raised %s: %+v", a.Rule, a.Process) }})
 	for _, ev := range events { // warm the view's buffers
 		e.Process(ev)
@@ -148,6 +196,25 @@ func TestBenignEventsDoNotAllocate(t *testing.T) {
 	}
 }
 
+// TestNodeMix checks the benchmark's workload: the attacks raise alerts
+// of many rules, about one event in a hundred is an attack.
+func TestNodeMix(t *testing.T) {
+	rs, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules := map[string]bool{}
+	e := New(Config{Rules: rs, Emit: func(a *event.Alert) { rules[a.Rule] = true }, kill: func(string, *event.Process) error { return nil }})
+	mix := nodeMix(t)
+	for _, ev := range mix {
+		e.Process(ev)
+	}
+	if len(rules) < 30 {
+		t.Fatalf("the mix's attacks raised only %d rules' alerts", len(rules))
+	}
+	t.Logf("%d events (%d recorded), alerts of %d rules", len(mix), len(recorded(t)), len(rules))
+}
+
 // TestAlertLatency measures the engine's share of alert latency: from the
 // event entering Process to the alert handed to Emit (the sensor writes
 // and flushes it there). p99 must stay well under 50 ms.
@@ -160,10 +227,11 @@ func TestAlertLatency(t *testing.T) {
 	var start time.Time
 	e := New(Config{Rules: rs, AggregateWindow: time.Nanosecond, Emit: func(*event.Alert) { lat = append(lat, time.Since(start)) },
 		kill: func(string, *event.Process) error { return nil }})
-	for i, ev := range eventMix(50_000) {
-		ev.Time = testEpoch.Add(time.Duration(i) * time.Second) // no aggregation: every hit is emitted
+	for i, ev := range nodeMix(t) {
+		c := *ev
+		c.Time = testEpoch.Add(time.Duration(i) * time.Second) // no aggregation: every hit is emitted
 		start = time.Now()
-		e.Process(ev)
+		e.Process(&c)
 	}
 	if len(lat) < 50 {
 		t.Fatalf("only %d alerts from the mix", len(lat))

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/sensor/procfs"
 )
 
 // Drift actions.
@@ -91,29 +93,84 @@ func (p DriftPolicy) action(cluster string, c *event.Container) string {
 	return DriftAlert
 }
 
-// killProcess sends SIGKILL through a pidfd, after checking that the pid
-// still runs the executable the event saw (comm is what the kernel keeps
-// of its name), so a recycled pid is never hit.
+// Drift block outcomes, in Alert.Action. A failed kill also names its
+// cause in the alert's evidence, under "kill_error".
+const (
+	ActionKilled     = "killed"
+	ActionKillFailed = "kill_failed"
+)
+
+// block kills the drifted process of alert a (an alert that no exception
+// suppressed) and records the outcome on the alert.
+func (e *Engine) block(a *event.Alert, p *event.Process) {
+	if err := e.cfg.kill(e.cfg.ProcRoot, p); err != nil {
+		a.Action = ActionKillFailed
+		if a.Evidence == nil {
+			a.Evidence = map[string]any{}
+		}
+		a.Evidence["kill_error"] = err.Error()
+		e.cfg.Log.Warn("drift block: could not kill the process", "rule", a.Rule, "container", a.ContainerID, "err", err)
+		return
+	}
+	a.Action = ActionKilled
+	e.stats.Killed++
+}
+
+// startSlack is how far /proc's start time of a process may be from the
+// event's: /proc counts clock ticks (10 ms), and the sensor's and the
+// engine's readings of the wall time at boot may differ by what NTP
+// slewed in between. A recycled pid starts much later than that.
+const startSlack = 100 * time.Millisecond
+
+// killProcess sends SIGKILL through a pidfd, only when the pid still is
+// the process of the event: same start time (since boot) and same comm.
+// The pidfd is opened first and /proc read after, so the checked process
+// is the one signalled, or the signal finds no one: a recycled pid is
+// never hit. Without a start time to check, nothing is killed.
 func killProcess(procRoot string, p *event.Process) error {
 	if p == nil || p.Pid == 0 {
 		return errors.New("no process")
 	}
+	if p.StartTime.IsZero() {
+		return fmt.Errorf("process %d: the event has no start time to verify the pid against: not killed", p.Pid)
+	}
 	fd, err := unix.PidfdOpen(int(p.Pid), 0)
+	if errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("process %d already exited", p.Pid)
+	}
 	if err != nil {
 		return fmt.Errorf("pidfd_open %d: %w", p.Pid, err)
 	}
 	defer unix.Close(fd)
-	if p.Comm != "" {
-		comm, err := os.ReadFile(procRoot + "/" + strconv.Itoa(int(p.Pid)) + "/comm")
-		if err != nil {
-			return fmt.Errorf("process %d is gone: %w", p.Pid, err)
-		}
-		if string(bytes.TrimSpace(comm)) != p.Comm {
-			return fmt.Errorf("pid %d now runs %q, not %q: not killed", p.Pid, bytes.TrimSpace(comm), p.Comm)
-		}
+	stat, err := os.ReadFile(procRoot + "/" + strconv.Itoa(int(p.Pid)) + "/stat")
+	if err != nil {
+		return fmt.Errorf("process %d already exited: %w", p.Pid, err)
+	}
+	now, err := procfs.ParseStat(stat)
+	if err != nil {
+		return fmt.Errorf("process %d: %w: not killed", p.Pid, err)
+	}
+	if d := time.Duration(int64(now.StartBoottime) - bootNanos(p.StartTime)); d > startSlack || d < -startSlack {
+		return fmt.Errorf("pid %d was reused (now %q, started %v apart from the drifted process): not killed", p.Pid, now.Comm, d.Abs().Round(time.Millisecond))
+	}
+	if p.Comm != "" && now.Comm != p.Comm {
+		return fmt.Errorf("pid %d now runs %q, not %q: not killed", p.Pid, now.Comm, p.Comm)
 	}
 	if err := unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0); err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("process %d already exited", p.Pid)
+		}
 		return fmt.Errorf("kill %d: %w", p.Pid, err)
 	}
 	return nil
+}
+
+// bootNanos converts a wall time to CLOCK_BOOTTIME nanoseconds, the
+// clock of process start times.
+func bootNanos(t time.Time) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		return 0
+	}
+	return t.UnixNano() - (time.Now().UnixNano() - ts.Nano())
 }

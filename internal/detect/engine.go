@@ -166,10 +166,10 @@ func (e *Engine) Process(ev *event.Event) {
 	v := &e.v
 	v.reset(ev)
 	defer v.reset(nil)
-	if cap(e.set) < ix.words {
-		e.set = make([]uint64, ix.words)
+	if cap(e.set) < ix.setWords() {
+		e.set = make([]uint64, ix.setWords())
 	}
-	set := e.set[:ix.words]
+	set := e.set[:ix.setWords()]
 	ix.candidates(v, set)
 	ix.each(set, func(r *compiled) {
 		switch {
@@ -243,24 +243,14 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 	if at.IsZero() {
 		at = now
 	}
-	action := ""
+	drift := ""
 	if r.Drift {
-		switch e.cfg.Drift.action(e.cfg.Cluster, v.e.Container) {
-		case DriftIgnore:
+		if drift = e.cfg.Drift.action(e.cfg.Cluster, v.e.Container); drift == DriftIgnore {
 			e.stats.Suppressed++
 			return
-		case DriftBlock:
-			if err := e.cfg.kill(e.cfg.ProcRoot, v.e.Process); err != nil {
-				action = "kill failed: " + err.Error()
-				e.cfg.Log.Warn("drift block: could not kill the process", "rule", r.ID, "err", err)
-			} else {
-				action = "killed"
-				e.stats.Killed++
-			}
 		}
 	}
 	a := e.newAlert(r, v, at)
-	a.Action = action
 	for k, val := range extra {
 		if a.Evidence == nil {
 			a.Evidence = map[string]any{}
@@ -273,7 +263,15 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 			return
 		}
 	}
+	// Block only what is not excepted, and kill every hit, aggregated or
+	// not; hits aggregate with those that ended the same way.
+	if drift == DriftBlock {
+		e.block(a, v.e.Process)
+	}
 	key := aggKey{rule: r.ID, scope: a.ContainerID, exe: procExe(a.Process) + "\x00" + basename(first(argsOf(a.Process)))}
+	if a.Action != "" {
+		key.exe += "\x00" + a.Action
+	}
 	switch {
 	case v.e.Audit != nil:
 		// One user doing the same to one object again: one alert. A
@@ -294,7 +292,7 @@ func (e *Engine) fire(r *compiled, v *view, extra map[string]any) {
 	case key.scope == "":
 		key.scope = "node:" + a.Node
 	}
-	if agg, ok := e.aggs[key]; ok && at.Sub(agg.alert.LastSeen) <= e.cfg.AggregateWindow && action == "" {
+	if agg, ok := e.aggs[key]; ok && at.Sub(agg.alert.LastSeen) <= e.cfg.AggregateWindow {
 		agg.alert.Count++
 		if at.After(agg.alert.LastSeen) {
 			agg.alert.LastSeen = at

@@ -339,7 +339,7 @@ func TestDriftBlockKills(t *testing.T) {
 			e := New(Config{Rules: loadRules(t, ""), Drift: DriftPolicy{Rules: []DriftRule{{Name: "prod", Action: tc.action, Namespace: "prod"}}},
 				Emit: func(a *event.Alert) { got = append(got, a) }})
 			e.Process(&event.Event{Kind: event.ProcessExec, Time: time.Now(),
-				Process:   &event.Process{Pid: uint32(p.Process.Pid), Exe: "/tmp/sleep", Args: []string{"sleep", "30"}, Comm: "sleep", Drift: true},
+				Process:   &event.Process{Pid: uint32(p.Process.Pid), Exe: "/tmp/sleep", Args: []string{"sleep", "30"}, Comm: "sleep", StartTime: procStart(t, p.Process.Pid), Drift: true},
 				Container: &event.Container{ID: "c1", Namespace: "prod"}})
 			if len(got) != 1 {
 				t.Fatalf("%d alerts", len(got))

@@ -68,8 +68,8 @@ var sensorFields = []*field{
 	{name: "proc.euid", typ: tInt, doc: "effective user id", num: func(v *view) int64 { return int64(v.proc().EUID) }},
 	{name: "proc.gid", typ: tInt, doc: "real group id", num: func(v *view) int64 { return int64(v.proc().GID) }},
 	{name: "proc.exe", typ: tString, doc: "executable path", str: func(v *view) string { return v.proc().Exe }},
-	{name: "proc.name", typ: tString, doc: "executable base name (argv[0]'s for memfd and busybox-style multi-call binaries is proc.argv0)", str: func(v *view) string { return basename(v.proc().Exe) }},
-	{name: "proc.argv0", typ: tString, doc: "base name of argv[0]", str: func(v *view) string { return basename(first(v.proc().Args)) }},
+	{name: "proc.name", typ: tString, doc: "executable base name (argv[0]'s for memfd and busybox-style multi-call binaries is proc.argv0)", str: func(v *view) string { return v.baseNames().name }},
+	{name: "proc.argv0", typ: tString, doc: "base name of argv[0]", str: func(v *view) string { return v.baseNames().argv0 }},
 	{name: "proc.args", typ: tList, doc: "argv, argv[0] included", list: func(v *view) []string { return v.proc().Args }},
 	{name: "proc.cmdline", typ: tString, doc: "argv joined by spaces", str: func(v *view) string { return v.cmdline() }},
 	{name: "proc.cwd", typ: tString, doc: "working directory", str: func(v *view) string { return v.proc().Cwd }},
@@ -202,6 +202,8 @@ type view struct {
 
 	cmd, pcmd       []byte
 	cmdOK, pcmdOK   bool
+	base            procNames // proc.name and proc.argv0, which many rules look up
+	baseOK          bool
 	names, exes     []string
 	namesOK, exesOK bool
 	zeroProc        event.Process
@@ -218,7 +220,20 @@ type view struct {
 // reset points v at e and forgets the previous event's derived values.
 func (v *view) reset(e *event.Event) {
 	v.e = e
-	v.cmdOK, v.pcmdOK, v.namesOK, v.exesOK, v.objOK = false, false, false, false, false
+	v.cmdOK, v.pcmdOK, v.namesOK, v.exesOK, v.objOK, v.baseOK = false, false, false, false, false, false
+	v.base = procNames{}
+}
+
+type procNames struct{ name, argv0 string }
+
+// baseNames returns proc.name and proc.argv0, computed once per event.
+func (v *view) baseNames() *procNames {
+	if !v.baseOK {
+		p := v.proc()
+		v.base = procNames{basename(p.Exe), basename(first(p.Args))}
+		v.baseOK = true
+	}
+	return &v.base
 }
 
 func (v *view) proc() *event.Process {

@@ -119,11 +119,12 @@ func builtinFiles() ([]namedFile, error) {
 		if err != nil {
 			return err
 		}
-		f, err := parseFile(p, data)
+		name := "builtin:" + strings.TrimPrefix(p, "rules/")
+		f, err := parseFile(name, data) // the origin BuiltinTests recognises
 		if err != nil {
 			return err
 		}
-		out = append(out, namedFile{"builtin:" + strings.TrimPrefix(p, "rules/"), f})
+		out = append(out, namedFile{name, f})
 		return nil
 	})
 	return out, err
@@ -280,11 +281,11 @@ func build(files []namedFile, disable []string, in Intel) (*Ruleset, error) {
 		}
 	}
 	for k, rules := range enabled {
-		rs.byKind[k] = newKindIndex(rules)
+		rs.byKind[k] = newKindIndex(k, rules)
 	}
 	for _, d := range disable {
 		if !strings.HasSuffix(d, "*") && rules[d].ID == "" {
-			errs = append(errs, fmt.Errorf("--disable %s: no such rule", d))
+			errs = append(errs, fmt.Errorf("--disable-rule %s: no such rule", d))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -333,6 +334,10 @@ func (c *compiler) compileRule(r Rule) (*compiled, error) {
 	}
 	if r.Tactic == "" {
 		bad("tactic is required (a MITRE ATT&CK tactic, e.g. Execution)")
+	} else if t, ok := canonicalTactic(r.Tactic); ok {
+		r.Tactic = t
+	} else {
+		bad("tactic %q: want a MITRE ATT&CK enterprise tactic (%s) or its TA id", r.Tactic, tacticNames())
 	}
 	for _, t := range r.Techniques {
 		if !techPattern.MatchString(t) {

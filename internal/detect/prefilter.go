@@ -2,7 +2,11 @@ package detect
 
 import (
 	"regexp"
+	"regexp/syntax"
+	"slices"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
@@ -139,7 +143,16 @@ func (p prefilter) call(c celast.CallExpr) (pred, bool) {
 		if err != nil {
 			return nil, false
 		}
-		return func(v *view) bool { return re.MatchString(get(v)) }, true
+		need := requiredLiterals(s)
+		return func(v *view) bool {
+			text := get(v)
+			for _, any := range need {
+				if !containsAny(text, any) {
+					return false
+				}
+			}
+			return re.MatchString(text)
+		}, true
 	case "contains_any":
 		f := p.field(args[0])
 		needles, ok := stringLiterals(args[1])
@@ -278,4 +291,100 @@ func toSet(items []string) map[string]struct{} {
 		set[it] = struct{}{}
 	}
 	return set
+}
+
+// requiredLiterals returns substrings a text must contain for the regular
+// expression re to match somewhere in it: for each returned list, one of
+// its strings. Checking them first is much cheaper than running the
+// regexp, which they almost always save on benign command lines. Case-
+// folded parts, large character classes and optional parts require
+// nothing; nil means nothing is known.
+func requiredLiterals(re string) [][]string {
+	r, err := syntax.Parse(re, syntax.Perl)
+	if err != nil {
+		return nil
+	}
+	need := required(r)
+	// The longest strings are the most telling; a few lists suffice.
+	slices.SortStableFunc(need, func(a, b []string) int { return minLen(b) - minLen(a) })
+	if len(need) > 4 {
+		need = need[:4]
+	}
+	return need
+}
+
+func required(r *syntax.Regexp) [][]string {
+	switch r.Op {
+	case syntax.OpLiteral:
+		if slices.Contains(r.Rune, utf8.RuneError) {
+			return nil
+		}
+		if r.Flags&syntax.FoldCase == 0 {
+			return [][]string{{string(r.Rune)}}
+		}
+		// Every spelling the case folding allows, when there are few.
+		out := []string{""}
+		for _, c := range r.Rune {
+			var next []string
+			for f := c; ; {
+				for _, s := range out {
+					next = append(next, s+string(f))
+				}
+				if f = unicode.SimpleFold(f); f == c {
+					break
+				}
+			}
+			if len(next) > 8 {
+				return nil
+			}
+			out = next
+		}
+		return [][]string{out}
+	case syntax.OpCharClass:
+		// Pairs of inclusive ranges; a few ASCII bytes at most.
+		var out []string
+		for i := 0; i+1 < len(r.Rune); i += 2 {
+			lo, hi := r.Rune[i], r.Rune[i+1]
+			if hi >= utf8.RuneSelf || hi-lo+1 > 4 || len(out)+int(hi-lo+1) > 4 {
+				return nil
+			}
+			for c := lo; c <= hi; c++ {
+				out = append(out, string(c))
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return [][]string{out}
+	case syntax.OpCapture, syntax.OpPlus:
+		return required(r.Sub[0])
+	case syntax.OpRepeat:
+		if r.Min >= 1 {
+			return required(r.Sub[0])
+		}
+	case syntax.OpConcat:
+		var out [][]string
+		for _, s := range r.Sub {
+			out = append(out, required(s)...)
+		}
+		return out
+	case syntax.OpAlternate:
+		// One alternative matches: one of the best strings of each.
+		var out []string
+		for _, s := range r.Sub {
+			need := required(s)
+			if len(need) == 0 {
+				return nil
+			}
+			best := need[0]
+			for _, n := range need[1:] {
+				if minLen(n) > minLen(best) {
+					best = n
+				}
+			}
+			out = append(out, best...)
+		}
+		return [][]string{out}
+	}
+	return nil
 }

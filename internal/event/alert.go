@@ -79,8 +79,9 @@ type Alert struct {
 	Evidence    map[string]any `json:"evidence,omitempty"`
 	Description string         `json:"description,omitempty"`
 	Remediation string         `json:"remediation,omitempty"`
-	// Action is what the engine did beyond alerting, e.g. "killed" when
-	// drift block mode stopped the process.
+	// Action is what the engine did beyond alerting: "killed" when drift
+	// block mode stopped the process, "kill_failed" when it could not (the
+	// cause is in Evidence["kill_error"]).
 	Action string `json:"action,omitempty"`
 	// Tags carry the rule's tags (maturity, MITRE ids, scope).
 	Tags []string `json:"tags,omitempty"`

@@ -1,6 +1,7 @@
 package sensor_test
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"slices"
@@ -171,4 +172,180 @@ func ours(p *event.Process) bool {
 		}
 	}
 	return false
+}
+
+// Binary drift in block mode, live: a drift policy that blocks drift in
+// the test's namespaces (scoped by namespace, image and label, as a CRI
+// runtime annotates the container) kills a binary copied into the running
+// container as it runs, and says so in the alert; the image's own binaries
+// run untouched under the same policy; and an exception covering the drift
+// wins over block: the process lives and nothing is raised.
+func TestAttacksDriftBlock(t *testing.T) {
+	busybox, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := detect.Load(detect.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		rule       = "runtime.drift-binary-executed"
+		blockedNS  = "vigil-drift-block"
+		exceptedNS = "vigil-drift-excepted"
+	)
+	policy := detect.DriftPolicy{Rules: []detect.DriftRule{{Name: "block drift in the test's prod pods", Action: detect.DriftBlock,
+		Namespace: "vigil-drift-*", Image: "*/vigil-drift-test:*", Labels: map[string]string{"tier": "prod"}}}}
+	if err := policy.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var alerts []*event.Alert
+	eng := detect.New(detect.Config{Rules: rs, Cluster: "test", Drift: policy,
+		Exceptions: []detect.Exception{{ID: "drift-test-excepted", Rules: []string{rule}, Namespace: exceptedNS,
+			Reason: "this namespace is expected to run added binaries"}},
+		Emit: func(a *event.Alert) {
+			mu.Lock()
+			alerts = append(alerts, a)
+			mu.Unlock()
+		}})
+	driftAlerts := func(id string) []*event.Alert {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []*event.Alert
+		for _, a := range alerts {
+			if a.Rule == rule && a.ContainerID == id {
+				out = append(out, a)
+			}
+		}
+		return out
+	}
+
+	r := startSensor(t, sensor.Config{})
+	// Feed the sensor's events to the engine as they come, as vigil
+	// sensor does: the kill happens when the engine sees the exec.
+	stop := make(chan struct{})
+	fedDone := make(chan struct{})
+	go func() {
+		defer close(fedDone)
+		fed := 0
+		for {
+			events := r.all()
+			for _, e := range events[fed:] {
+				eng.Process(e)
+			}
+			fed = len(events)
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-fedDone })
+
+	annotations := func(ns string) map[string]string {
+		return map[string]string{ // CRI-O's keys
+			"io.kubernetes.pod.namespace":       ns,
+			"io.kubernetes.pod.name":            "shop-0",
+			"io.kubernetes.container.name":      "app",
+			"io.kubernetes.cri-o.ImageName":     "registry.example/vigil-drift-test:1",
+			"io.kubernetes.cri-o.Labels":        `{"tier":"prod","app":"shop"}`,
+			"io.kubernetes.cri-o.ContainerType": "container",
+		}
+	}
+	blocked := runctest.Start(t, runctest.Options{Overlay: true, Annotations: annotations(blockedNS)})
+	excepted := runctest.Start(t, runctest.Options{Overlay: true, Annotations: annotations(exceptedNS)})
+	time.Sleep(50 * time.Millisecond) // drops are strictly after the start
+
+	exitCode := func(err error) int {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("runc exec: %v", err)
+		}
+		return 0
+	}
+	killedBefore := eng.Stats().Killed
+
+	// 1. A busybox copied into the running container, run as sleep 30:
+	// killed by SIGKILL at once (runc exec reports 128+9).
+	blocked.CopyIn(t, busybox, "/tmp/sleep", 0o755)
+	start := time.Now()
+	out, err := blocked.Exec(t, "/tmp/sleep", "30")
+	took := time.Since(start)
+	t.Logf("drifted /tmp/sleep 30: exit %v after %v %s", err, took.Round(time.Millisecond), strings.TrimSpace(out))
+	if code := exitCode(err); code != 128+9 {
+		t.Fatalf("drifted process exited %d, want 137 (SIGKILL)", code)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the drifted process died %v after it started, want within a second or two", took)
+	}
+	var killed *event.Alert
+	for deadline := time.Now().Add(5 * time.Second); killed == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, a := range driftAlerts(blocked.ID) {
+			if a.Process != nil && a.Process.Exe == "/tmp/sleep" {
+				killed = a
+			}
+		}
+	}
+	if killed == nil {
+		t.Fatal("no drift alert for the killed process")
+	}
+	t.Logf("alert %s action %q pid %d %s %q ns %s image %s labels %v evidence %v", killed.Rule, killed.Action, killed.Process.Pid,
+		killed.Process.Exe, killed.Process.Args, killed.Namespace, killed.Image, killed.Labels, killed.Evidence)
+	if killed.Action != detect.ActionKilled {
+		t.Errorf("alert action %q (evidence %v), want %q", killed.Action, killed.Evidence, detect.ActionKilled)
+	}
+	if killed.Namespace != blockedNS || killed.Cluster != "test" || killed.Process.Pid == 0 {
+		t.Errorf("alert attribution: namespace %q cluster %q pid %d", killed.Namespace, killed.Cluster, killed.Process.Pid)
+	}
+	if got := eng.Stats().Killed - killedBefore; got != 1 {
+		t.Errorf("engine killed %d processes, want 1", got)
+	}
+
+	// 2. The image's own sleep under the same policy: not drift, not killed.
+	start = time.Now()
+	out, err = blocked.Exec(t, "/bin/sleep", "2")
+	took = time.Since(start)
+	if code := exitCode(err); code != 0 || took < 2*time.Second {
+		t.Errorf("shipped /bin/sleep 2: exit %d after %v %s; want 0 after 2s (not killed)", code, took, out)
+	}
+	if r.find(func(e *event.Event) bool {
+		return e.Kind == event.ProcessExec && e.Container != nil && e.Container.ID == blocked.ID && !e.Process.Drift &&
+			slices.Equal(e.Process.Args, []string{"/bin/sleep", "2"})
+	}) == nil {
+		t.Error("the sensor did not see the shipped sleep: the not-killed check proves nothing")
+	}
+
+	// 3. The excepted namespace, same policy: the drifted process runs to
+	// its end, and the drift is suppressed, not raised.
+	excepted.CopyIn(t, busybox, "/tmp/sleep", 0o755)
+	suppressedBefore := eng.Stats().Suppressed
+	cmd := exec.Command("runc", "exec", excepted.ID, "/tmp/sleep", "3")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	seen := r.wait(t, "the excepted drift exec", 3*time.Second, func(e *event.Event) bool {
+		return e.Kind == event.ProcessExec && e.Container != nil && e.Container.ID == excepted.ID && e.Process.Exe == "/tmp/sleep"
+	})
+	if !seen.Process.Drift || seen.Container.Namespace != exceptedNS {
+		t.Errorf("excepted exec: drift %v namespace %q: the policy would not block it anyway", seen.Process.Drift, seen.Container.Namespace)
+	}
+	err = cmd.Wait()
+	if code := exitCode(err); code != 0 {
+		t.Errorf("excepted drifted /tmp/sleep 3 exited %d, want 0 (not killed)", code)
+	}
+	if eng.Stats().Suppressed == suppressedBefore {
+		t.Error("the engine suppressed nothing: the exception did not apply")
+	}
+	time.Sleep(200 * time.Millisecond) // anything still in flight
+	if as := driftAlerts(excepted.ID); len(as) != 0 {
+		t.Errorf("excepted drift raised %d alerts: action %q", len(as), as[0].Action)
+	}
+	if got := eng.Stats().Killed - killedBefore; got != 1 {
+		t.Errorf("engine killed %d processes in all, want 1", got)
+	}
 }

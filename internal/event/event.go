@@ -74,11 +74,15 @@ type Process struct {
 	// Drift is true when either signal above says the binary is not the image's.
 	Drift bool `json:"drift,omitempty"`
 	// Memfd is true when the executable is an anonymous memfd file.
-	Memfd    bool      `json:"memfd,omitempty"`
-	ExitCode *int      `json:"exit_code,omitempty"`
-	Signal   int       `json:"signal,omitempty"`
-	Parent   *Lineage  `json:"parent,omitempty"`
-	Ancestry []Lineage `json:"ancestry,omitempty"`
+	Memfd bool `json:"memfd,omitempty"`
+	// ExecFailed marks a process.exec that is an attempt: execve/execveat
+	// returned an error (in Syscall) and the process kept its image. Exe
+	// and Args are what it tried to run; the process tree is unchanged.
+	ExecFailed bool      `json:"exec_failed,omitempty"`
+	ExitCode   *int      `json:"exit_code,omitempty"`
+	Signal     int       `json:"signal,omitempty"`
+	Parent     *Lineage  `json:"parent,omitempty"`
+	Ancestry   []Lineage `json:"ancestry,omitempty"`
 }
 
 // Lineage is the short form of a process used for parents and ancestors.
@@ -110,6 +114,10 @@ type Network struct {
 	Family   string `json:"family,omitempty"`
 	Src      string `json:"src,omitempty"`
 	Dst      string `json:"dst,omitempty"`
+	// Send marks a network.connect that is an unconnected send
+	// (sendto/sendmsg with a destination: UDP without connect(), TCP Fast
+	// Open), reported once per process, socket and destination a minute.
+	Send bool `json:"send,omitempty"`
 }
 
 // File is the file side of open, write, chmod and memfd events.
@@ -118,12 +126,22 @@ type File struct {
 	Op    string `json:"op"`
 	Flags string `json:"flags,omitempty"`
 	Mode  string `json:"mode,omitempty"`
+	// Resolved marks a Path that is the real path of the opened file, found
+	// after the open because the path the caller passed (RequestedPath:
+	// relative, with "//" or "/./", through a symlink, a dirfd or
+	// /proc/self/root) did not name a watched file as written.
+	Resolved      bool   `json:"resolved,omitempty"`
+	RequestedPath string `json:"requested_path,omitempty"`
 }
 
 // Module is a kernel module load or unload attempt.
 type Module struct {
 	Op   string `json:"op"`
-	Name string `json:"name,omitempty"`
+	Name string `json:"name,omitempty"` // the module file (finit_module) or name (delete_module)
+	// Params are the module parameters given to init_module.
+	Params string `json:"params,omitempty"`
+	// Size is the byte length of the image given to init_module.
+	Size uint64 `json:"size,omitempty"`
 }
 
 // Namespace is an unshare or setns call.

@@ -1,7 +1,11 @@
 package sensor_test
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -10,8 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/vigil-sec/vigil/internal/event"
+	"github.com/vigil-sec/vigil/internal/sensor"
 )
 
 // The test binary re-executes itself to act as a watched process: the
@@ -93,13 +102,74 @@ func act(action string, args []string) error {
 			return err
 		}
 		return unix.PtraceDetach(target.Process.Pid)
-	case "finit-module": // an invalid module: the attempt is what matters
+	case "finit-module": // file [params]: a module file; the attempt is what matters
 		f, err := os.Open(args[0])
 		if err != nil {
 			return err
 		}
-		_ = unix.FinitModule(int(f.Fd()), "", 0)
+		params := ""
+		if len(args) > 1 {
+			params = args[1]
+		}
+		fmt.Println(errnoName(unix.FinitModule(int(f.Fd()), params, 0)))
 		return nil
+	case "memfd-bad-flags": // name: flags no kernel knows -> EINVAL
+		_, err := unix.MemfdCreate(args[0], 0x100)
+		fmt.Println(errnoName(err))
+		return nil
+	case "nobody-ptrace": // pid: attach as uid 65534 (EPERM for root's processes)
+		target, _ := strconv.Atoi(args[0])
+		if err := dropToNobody(); err != nil {
+			return err
+		}
+		fmt.Println(errnoName(unix.PtraceAttach(target)))
+		return nil
+	case "nobody-unshare": // a mount namespace without CAP_SYS_ADMIN: EPERM
+		if err := dropToNobody(); err != nil {
+			return err
+		}
+		fmt.Println(errnoName(unix.Unshare(unix.CLONE_NEWNS)))
+		return nil
+	case "nobody-setns": // join our own network namespace without CAP_SYS_ADMIN: EPERM
+		fd, err := unix.Open("/proc/self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if err := dropToNobody(); err != nil {
+			return err
+		}
+		fmt.Println(errnoName(unix.Setns(fd, unix.CLONE_NEWNET)))
+		return nil
+	case "listen-udp": // listen on an unbound UDP socket: EOPNOTSUPP
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		fmt.Println(errnoName(unix.Listen(fd, 1)))
+		return nil
+	case "init-module": // params: a bogus image; the attempt is what matters
+		fmt.Println(errnoName(unix.InitModule([]byte(bogusModule), args[0])))
+		return nil
+	case "exec-as": // uid euid gid dir argv...: exec with real and effective uids apart
+		ids := make([]int, 3)
+		for i := range ids {
+			ids[i], _ = strconv.Atoi(args[i])
+		}
+		if err := os.Chdir(args[3]); err != nil {
+			return err
+		}
+		if err := syscall.Setgroups(nil); err != nil {
+			return err
+		}
+		if err := syscall.Setresgid(ids[2], ids[2], ids[2]); err != nil {
+			return err
+		}
+		if err := syscall.Setresuid(ids[0], ids[1], ids[1]); err != nil {
+			return err
+		}
+		return syscall.Exec(args[4], args[5:], os.Environ())
+	case "sensor-without-bpf": // a sensor whose bpf(2) calls seccomp denies, events as JSON lines
+		return runSensorWithoutBPF()
 	case "exec-storm":
 		n, _ := strconv.Atoi(args[0])
 		for range n {
@@ -133,4 +203,76 @@ func blockingConnect(network string, dst netip.AddrPort) error {
 	}
 	defer unix.Close(fd)
 	return unix.Connect(fd, sa)
+}
+
+// bogusModule is what the module tests hand the kernel as a module image.
+const bogusModule = "not an ELF module image"
+
+// errnoName names a syscall's failure as the sensor does ("" for success).
+func errnoName(err error) string {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return unix.ErrnoName(errno)
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// dropToNobody makes every thread of the process uid and gid 65534, with
+// no supplementary groups and, as a non-root uid, no capabilities.
+func dropToNobody() error {
+	if err := syscall.Setgroups(nil); err != nil {
+		return err
+	}
+	if err := syscall.Setresgid(65534, 65534, 65534); err != nil {
+		return err
+	}
+	return syscall.Setresuid(65534, 65534, 65534)
+}
+
+// runSensorWithoutBPF runs a sensor in a process where seccomp makes
+// every bpf(2) call fail with EPERM, as Docker's default seccomp profile
+// does to a sensor run in an unprivileged container. It prints the
+// events as JSON lines until stdin closes.
+func runSensorWithoutBPF() error {
+	if err := denyBPF(); err != nil {
+		return fmt.Errorf("install seccomp filter: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	enc := json.NewEncoder(os.Stdout)
+	s := sensor.New(sensor.Config{HealthInterval: time.Hour})
+	return s.Run(ctx, func(e *event.Event) { enc.Encode(e) })
+}
+
+// denyBPF installs, on every thread, a seccomp filter that fails bpf(2)
+// with EPERM and allows everything else.
+func denyBPF() error {
+	const (
+		retAllow = 0x7fff0000
+		retErrno = 0x00050000
+	)
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 4}, // seccomp_data.arch
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, Jf: 0, K: unix.AUDIT_ARCH_X86_64},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retAllow},        // another ABI: not this test's concern
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_BPF},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retErrno | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	const setModeFilter, flagTsync = 1, 1
+	if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, setModeFilter, flagTsync, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		return errno
+	}
+	return nil
 }

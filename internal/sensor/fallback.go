@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/vigil-sec/vigil/internal/sensor/bpf"
 	"github.com/vigil-sec/vigil/internal/sensor/procconn"
+	"github.com/vigil-sec/vigil/internal/sensor/procfs"
 )
 
 // runFallback watches processes through the netlink process connector
@@ -63,8 +66,16 @@ func (s *Sensor) handleConnector(ev procconn.Event, ktime uint64) {
 	}
 	switch ev.Kind {
 	case procconn.Fork:
+		// The child's start time names it in its exec_id: /proc's, as the
+		// eBPF records and the seeding use, when the child is still there.
+		start := ktime
+		if b, err := os.ReadFile(filepath.Join(s.cfg.ProcRoot, strconv.FormatUint(uint64(ev.Tgid), 10), "stat")); err == nil {
+			if p, err := procfs.ParseStat(b); err == nil && p.Pid == ev.Tgid {
+				start = p.StartBoottime
+			}
+		}
 		s.handle(&bpf.Record{Kind: bpf.KindFork, Ktime: ktime, Tgid: ev.ParentTgid, Tid: ev.ParentPid,
-			ChildTgid: ev.Tgid, ChildStartBoottime: ktime})
+			ChildTgid: ev.Tgid, ChildStartBoottime: start})
 	case procconn.Exec:
 		r := &bpf.Record{Kind: bpf.KindExec, Ktime: ktime, Tgid: ev.Tgid, Tid: ev.Pid, StartBoottime: ktime,
 			Exec: &bpf.Exec{}}

@@ -1,6 +1,9 @@
 package sensor_test
 
 import (
+	"bufio"
+	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -42,4 +45,82 @@ func TestFallbackToProcessConnector(t *testing.T) {
 	if exit.Process.ExitCode == nil || *exit.Process.ExitCode != 0 {
 		t.Errorf("exit = %+v", exit.Process)
 	}
+}
+
+// When the eBPF programs really cannot be loaded (here: seccomp fails every
+// bpf(2) call with EPERM, as Docker's default profile does in an
+// unprivileged container) the sensor falls back to the process connector
+// and its warning names the cause.
+func TestFallbackWhenEBPFCannotLoad(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the sensor tests need root")
+	}
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), actionEnv+"=sensor-without-bpf")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &recorder{}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			e := new(event.Event)
+			if err := json.Unmarshal(sc.Bytes(), e); err != nil {
+				t.Errorf("sensor output %q: %v", sc.Text(), err)
+				continue
+			}
+			r.mu.Lock()
+			r.events = append(r.events, e)
+			r.mu.Unlock()
+		}
+	}()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		stdin.Close() // the child's sensor stops at EOF
+		<-read
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("sensor process: %v: %s", err, stderr.String())
+		}
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill() // unless stopped already
+		stop()
+	})
+
+	health := r.wait(t, "health", 30*time.Second, func(e *event.Event) bool { return e.Kind == event.SensorHealth })
+	h := health.Health
+	if h.Mode != "netlink" || len(h.Warnings) != 1 ||
+		!strings.Contains(h.Warnings[0], "eBPF programs could not be loaded") ||
+		!strings.Contains(h.Warnings[0], "operation not permitted") ||
+		!strings.Contains(h.Warnings[0], "falling back to the netlink process connector") ||
+		!strings.Contains(h.Warnings[0], "network, file") {
+		t.Fatalf("health = %+v, want netlink mode and one warning naming the cause (EPERM from bpf) and what is missing", h)
+	}
+	t.Logf("fallback warning: %s", h.Warnings[0])
+
+	cmd2 := exec.Command("/bin/sh", "-c", "exec /bin/sleep 0.5")
+	if err := cmd2.Run(); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t, "exec of sleep", 10*time.Second, func(e *event.Event) bool {
+		return e.Kind == event.ProcessExec && e.Process.Pid == uint32(cmd2.Process.Pid) && slices.Equal(e.Process.Args, []string{"/bin/sleep", "0.5"})
+	})
+	stop()
 }

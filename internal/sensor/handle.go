@@ -36,6 +36,7 @@ func (s *Sensor) handle(r *bpf.Record) {
 		}
 		e := s.base(kind, r)
 		e.Network = network(r.Net)
+		e.Network.Send = r.Net.Send
 		s.send(e)
 	case bpf.KindOpen:
 		s.send(s.fileOpen(r))
@@ -56,7 +57,11 @@ func (s *Sensor) handle(r *bpf.Record) {
 		e.Module = &event.Module{Op: "load"}
 		switch r.Syscall {
 		case "finit_module":
-			e.Module.Name = r.Path
+			e.Module.Name = r.Path // the module file (its parameters are not recorded)
+		case "init_module":
+			// The image is in the caller's memory, which the kernel side
+			// does not copy: its size and parameters are what is known.
+			e.Module.Size, e.Module.Params = r.Args[0], r.Path
 		case "delete_module":
 			e.Module.Op, e.Module.Name = "unload", r.Path
 		}
@@ -80,6 +85,10 @@ func (s *Sensor) handle(r *bpf.Record) {
 
 func (s *Sensor) handleExec(r *bpf.Record) {
 	x := r.Exec
+	if x.Failed {
+		s.handleFailedExec(r)
+		return
+	}
 	exe := x.Filename
 	if exe == "/proc/self/exe" {
 		// A re-exec of the caller's own binary (busybox applets, runc,
@@ -93,7 +102,7 @@ func (s *Sensor) handleExec(r *bpf.Record) {
 	}
 	s.tree.Exec(proctree.Entry{
 		Pid: r.Tgid, Ppid: r.Ppid, Exe: exe, Args: x.Args, Cwd: x.Cwd,
-		StartBoottime: r.StartBoottime, ExecID: s.execID(r.Tgid, r.Ktime),
+		StartBoottime: r.StartBoottime, ExecID: s.execID(r.Tgid, r.StartBoottime),
 	})
 	e := s.base(event.ProcessExec, r)
 	p := e.Process
@@ -118,6 +127,29 @@ func (s *Sensor) handleExec(r *bpf.Record) {
 		m.File = &event.File{Path: x.ExeName, Op: "exec"}
 		s.send(&m)
 	}
+}
+
+// handleFailedExec reports an exec attempt that failed: shaped like the
+// exec it would have been (Exe and Args what the caller tried to run),
+// marked exec_failed with the error in Syscall. The process tree is left
+// alone: the process still runs its old image.
+func (s *Sensor) handleFailedExec(r *bpf.Record) {
+	x := r.Exec
+	exe := x.Filename
+	switch {
+	case exe == "" && x.DirFD: // execveat(fd, "", AT_EMPTY_PATH): fexecve
+		exe = x.Cwd
+	case exe != "" && !strings.HasPrefix(exe, "/") && x.Cwd != "":
+		exe = filepath.Join(x.Cwd, exe)
+	}
+	e := s.base(event.ProcessExec, r)
+	p := e.Process
+	p.Exe, p.Args, p.ArgsTruncated, p.TTY = exe, x.Args, x.ArgsTruncated, x.TTY
+	if !x.DirFD && x.Cwd != "" {
+		p.Cwd = x.Cwd
+	}
+	p.ExecFailed = true
+	s.send(e)
 }
 
 // base builds an event of kind for the record's process, with its parent,
@@ -171,11 +203,20 @@ func (s *Sensor) lookupLate(r *bpf.Record) *proctree.Entry {
 	})
 }
 
-// execID is unique across the cluster and stable for one exec: node,
-// pid and the boot-time nanosecond of the exec (or process start).
-func (s *Sensor) execID(pid uint32, ktime uint64) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(s.cfg.Node + ":" + strconv.FormatUint(ktime, 10) + ":" + strconv.FormatUint(uint64(pid), 10)))
+// execID is unique across the cluster and stable for one process: node,
+// pid and the process's start in CLOCK_BOOTTIME clock ticks (USER_HZ, the
+// resolution of /proc/<pid>/stat). The kernel's exec records and /proc
+// both know these, so a process seen exec'ing by one sensor and seeded
+// from /proc by the next (a restart, an upgrade) keeps its id. Successive
+// execs in one process (sh -c 'exec app') share the id: nothing /proc
+// shows tells one image of a process from the next.
+func (s *Sensor) execID(pid uint32, startBoottime uint64) string {
+	ticks := startBoottime / (1e9 / userHZ)
+	return base64.RawURLEncoding.EncodeToString([]byte(s.cfg.Node + ":" + strconv.FormatUint(ticks, 10) + ":" + strconv.FormatUint(uint64(pid), 10)))
 }
+
+// userHZ is the unit of /proc/<pid>/stat's start time (100 everywhere).
+const userHZ = 100
 
 func (s *Sensor) fileOpen(r *bpf.Record) *event.Event {
 	flags := int(r.Args[0])
@@ -186,6 +227,9 @@ func (s *Sensor) fileOpen(r *bpf.Record) *event.Event {
 	}
 	e := s.base(kind, r)
 	e.File = &event.File{Path: s.absPath(r), Op: op, Flags: openFlags(flags)}
+	if r.PathResolved {
+		e.File.Path, e.File.Resolved, e.File.RequestedPath = r.Path, true, r.RequestedPath
+	}
 	return e
 }
 

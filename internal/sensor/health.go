@@ -23,6 +23,24 @@ type stats struct {
 	connLost func() uint64 // fallback mode: connector overruns
 
 	byKind map[event.Kind]uint64 // guarded by Sensor.emitMu
+
+	// swept counts syscalls parked at enter whose thread died before the
+	// exit: records never sent, reported as drops of their kind.
+	swept map[bpf.Kind]uint64 // guarded by mu
+}
+
+func (st *stats) addSwept(n map[bpf.Kind]uint64) {
+	if len(n) == 0 {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.swept == nil {
+		st.swept = map[bpf.Kind]uint64{}
+	}
+	for k, v := range n {
+		st.swept[k] += v
+	}
 }
 
 // setMode records how the sensor watches the kernel; counters reads the
@@ -97,6 +115,13 @@ func (s *Sensor) Health() *event.Health {
 		}
 		h.DroppedPerCPU = append(h.DroppedPerCPU, cpu)
 		h.DroppedTotal += cpu
+	}
+	for kind, n := range s.stats.swept {
+		if h.DroppedByKind == nil {
+			h.DroppedByKind = map[string]uint64{}
+		}
+		h.DroppedByKind[kind.String()] += n
+		h.DroppedTotal += n
 	}
 	if s.stats.connLost != nil {
 		// The connector does not say what it lost, only that it did.

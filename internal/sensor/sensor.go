@@ -145,6 +145,7 @@ func (s *Sensor) Run(ctx context.Context, emit func(*event.Event)) error {
 		defer close(done)
 		s.healthLoop(ctx, objs.Counters)
 	}()
+	go s.sweepLoop(ctx, objs)
 	go func() {
 		// Stop new records, then read what is already buffered: nothing
 		// the kernel recorded before cancellation is lost.
@@ -173,6 +174,29 @@ func (s *Sensor) Run(ctx context.Context, emit func(*event.Event)) error {
 	<-done
 	s.sendHealth(objs.Counters)
 	return nil
+}
+
+// sweepInterval is how often syscalls parked by dead threads are cleared.
+const sweepInterval = 30 * time.Second
+
+// sweepLoop clears, every sweepInterval until ctx is done, the syscalls
+// the kernel parked at sys_enter for threads that are gone, so that the
+// pending maps (plain hashes, which never evict) cannot fill up, and
+// counts them as dropped.
+func (s *Sensor) sweepLoop(ctx context.Context, objs *bpf.Objects) {
+	t := time.NewTicker(sweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.stats.addSwept(objs.SweepPending(func(tgid, tid uint32) bool {
+				_, err := os.Stat(fmt.Sprintf("%s/%d/task/%d", s.cfg.ProcRoot, tgid, tid))
+				return err == nil
+			}))
+		}
+	}
 }
 
 func (s *Sensor) send(e *event.Event) {

@@ -49,7 +49,8 @@ var syscallNames = map[sensorSysCall]string{
 	sensorSysCallSYS_MEMFD_CREATE: "memfd_create", sensorSysCallSYS_PTRACE: "ptrace",
 	sensorSysCallSYS_INIT_MODULE: "init_module", sensorSysCallSYS_FINIT_MODULE: "finit_module",
 	sensorSysCallSYS_DELETE_MODULE: "delete_module", sensorSysCallSYS_UNSHARE: "unshare",
-	sensorSysCallSYS_SETNS: "setns",
+	sensorSysCallSYS_SETNS: "setns", sensorSysCallSYS_EXECVE: "execve", sensorSysCallSYS_EXECVEAT: "execveat",
+	sensorSysCallSYS_SENDTO: "sendto", sensorSysCallSYS_SENDMSG: "sendmsg",
 }
 
 // Record is one decoded ring-buffer record. The fields after the header are
@@ -80,6 +81,11 @@ type Record struct {
 	Args          [3]uint64 // syscall arguments, per Kind
 	Path          string    // user path, or a dentry walk joined into a path
 	PathTruncated bool
+	// PathResolved is set when Path is the real path of the opened file,
+	// walked at sys_exit because the string the caller passed
+	// (RequestedPath) did not match a watched path as written.
+	PathResolved  bool
+	RequestedPath string
 }
 
 // Exec is what an exec record adds.
@@ -97,6 +103,11 @@ type Exec struct {
 	ExeCtimeNs      uint64 // realtime
 	NSStartBoottime uint64 // the pid namespace's init start
 	PidNSLevel      uint32
+	// Failed is set for an execve/execveat that returned an error (Record.Ret);
+	// the process kept its image. Cwd is then the directory a relative
+	// Filename was looked up in: the cwd, or the dirfd's path when DirFD.
+	Failed bool
+	DirFD  bool
 }
 
 // Net is what connect and listen records add.
@@ -106,6 +117,9 @@ type Net struct {
 	Protocol uint16 // IPPROTO_*
 	Local    netip.AddrPort
 	Remote   netip.AddrPort
+	// Send is set for an unconnected send (sendto/sendmsg with a
+	// destination) rather than a connect.
+	Send bool
 }
 
 // ErrShort is returned for a record shorter than its kind's fixed part.
@@ -170,6 +184,8 @@ func (d *Decoder) Decode(raw []byte) (Record, error) {
 			ExeCtimeNs:      e.ExeCtimeNs,
 			NSStartBoottime: e.NsStartBoottime,
 			PidNSLevel:      e.PidNsLevel,
+			Failed:          flags&sensorExecFlagsEXEC_FAILED != 0,
+			DirFD:           flags&sensorExecFlagsEXEC_DIRFD != 0,
 		}
 	case KindFork:
 		if len(raw) < forkSize {
@@ -187,6 +203,7 @@ func (d *Decoder) Decode(raw []byte) (Record, error) {
 			Family: nr.Family, SockType: nr.SockType, Protocol: nr.Protocol,
 			Local:  addrPort(nr.Family, nr.LocalAddr, nr.LocalPort),
 			Remote: addrPort(nr.Family, nr.RemoteAddr, nr.RemotePort),
+			Send:   nr.NetFlags&uint16(sensorNetFlagsNET_SEND) != 0,
 		}
 	case KindOpen, KindChmod, KindMemfdCreate, KindPtrace, KindModule, KindUnshare, KindSetns:
 		if len(raw) < sysFixed {
@@ -200,6 +217,13 @@ func (d *Decoder) Decode(raw []byte) (Record, error) {
 			r.PathTruncated = s.PathWalked == 2
 		} else {
 			r.Path = cstring(s.Path[:min(int(s.PathLen)+1, len(s.Path))])
+		}
+		if s.Resolved == uint8(sensorPathSourcePATH_RESOLVED) {
+			r.PathResolved = true
+			if start := int(s.PathLen) + 1; start < min(len(raw)-sysFixed, len(s.Path)) {
+				end := min(start+int(s.ReqLen)+1, len(raw)-sysFixed, len(s.Path))
+				r.RequestedPath = cstring(s.Path[start:end])
+			}
 		}
 	default:
 		return r, fmt.Errorf("decode: unknown record kind %d", r.Kind)

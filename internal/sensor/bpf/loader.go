@@ -97,6 +97,13 @@ func Open(cfg Config) (*Objects, error) {
 	if err := spec.Variables["name_lens"].Set(lens); err != nil {
 		return nil, fmt.Errorf("set name_lens: %w", err)
 	}
+	leafGate, dirGate := leafGates(leafNames(cfg))
+	if err := spec.Variables["leaf_gate"].Set(leafGate); err != nil {
+		return nil, fmt.Errorf("set leaf_gate: %w", err)
+	}
+	if err := spec.Variables["dir_gate"].Set(dirGate); err != nil {
+		return nil, fmt.Errorf("set dir_gate: %w", err)
+	}
 	o := &Objects{latency: cfg.Latency}
 	if err := spec.LoadAndAssign(&o.objs, nil); err != nil {
 		var verr *ebpf.VerifierError
@@ -155,7 +162,50 @@ func (o *Objects) setWatches(cfg Config) error {
 			return fmt.Errorf("watch name %q: %w", name, err)
 		}
 	}
+	for name, bits := range leafNames(cfg) {
+		var k sensorNameKey
+		for i := range len(name) {
+			k.Name[i] = int8(name[i])
+		}
+		if err := o.objs.WatchedLeaf.Put(&k, bits); err != nil {
+			return fmt.Errorf("watch leaf %q: %w", name, err)
+		}
+	}
 	return nil
+}
+
+// Bits of watched_leaf, enum leaf_bits in sensor.bpf.c.
+const (
+	leafFile = 1 // base name of a watched file
+	leafName = 2 // a watched base name
+	leafDir  = 4 // last component of a watched directory
+)
+
+// leafNames derives the exit-time gate from the watched set: a successful
+// open whose requested string did not match is resolved through the
+// opened file only when its name (or its parent's or grandparent's, for
+// directories) is one of these. Names of 32 bytes or more cannot be keys;
+// their files are then matched at enter only.
+func leafNames(cfg Config) map[string]uint8 {
+	out := map[string]uint8{}
+	add := func(name string, bit uint8) {
+		if name != "" && len(name) < len(sensorNameKey{}.Name) {
+			out[name] |= bit
+		}
+	}
+	for _, w := range cfg.Paths {
+		p := strings.TrimRight(w.Path, "/")
+		base := p[strings.LastIndexByte(p, '/')+1:]
+		if w.Prefix {
+			add(base, leafDir)
+		} else {
+			add(base, leafFile)
+		}
+	}
+	for _, n := range cfg.Names {
+		add(n, leafName)
+	}
+	return out
 }
 
 func (o *Objects) attach() error {
@@ -180,6 +230,10 @@ func (o *Objects) attach() error {
 		{"init_module", p.EnterInitModule, true}, {"finit_module", p.EnterFinitModule, true},
 		{"delete_module", p.EnterDeleteModule, true}, {"unshare", p.EnterUnshare, false},
 		{"setns", p.EnterSetns, false}, {"connect", p.EnterConnect, false}, {"listen", p.EnterListen, false},
+		{"sendto", p.EnterSendto, false}, {"sendmsg", p.EnterSendmsg, false},
+		// Failed execs need only the exit: the arguments are still in the
+		// caller's registers and memory when it fails.
+		{"execve", nil, false}, {"execveat", nil, true},
 	}
 	exits := map[string]*ebpf.Program{
 		"openat": p.ExitOpenat, "openat2": p.ExitOpenat2, "open": p.ExitOpen, "creat": p.ExitCreat,
@@ -187,6 +241,7 @@ func (o *Objects) attach() error {
 		"memfd_create": p.ExitMemfdCreate, "ptrace": p.ExitPtrace, "init_module": p.ExitInitModule,
 		"finit_module": p.ExitFinitModule, "delete_module": p.ExitDeleteModule, "unshare": p.ExitUnshare,
 		"setns": p.ExitSetns, "connect": p.ExitConnect, "listen": p.ExitListen,
+		"sendto": p.ExitSendto, "sendmsg": p.ExitSendmsg, "execve": p.ExitExecve, "execveat": p.ExitExecveat,
 	}
 	for _, tp := range tps {
 		// Attach the exit first so that no enter is parked without its exit.
@@ -194,6 +249,9 @@ func (o *Objects) attach() error {
 			event string
 			prog  *ebpf.Program
 		}{{"sys_exit_" + tp.name, exits[tp.name]}, {"sys_enter_" + tp.name, tp.prog}} {
+			if hook.prog == nil {
+				continue
+			}
 			l, err := link.Tracepoint("syscalls", hook.event, hook.prog, nil)
 			if err != nil {
 				if tp.optional && errors.Is(err, os.ErrNotExist) {
@@ -291,6 +349,62 @@ func (o *Objects) Counters() (Counters, error) {
 		}
 	}
 	return c, nil
+}
+
+// leafGates are the kernel's first filter before a watched_leaf lookup:
+// per name length, a bit for the first character (& 63) of each name.
+func leafGates(leaves map[string]uint8) (leaf, dir [32]uint64) {
+	for name, bits := range leaves {
+		bit := uint64(1) << (name[0] & 63)
+		if bits&(leafFile|leafName) != 0 {
+			leaf[len(name)] |= bit
+		}
+		if bits&leafDir != 0 {
+			dir[len(name)] |= bit
+		}
+	}
+	return leaf, dir
+}
+
+// SweepPending deletes syscalls parked at sys_enter by threads that no
+// longer exist (alive reports whether thread tid of process tgid does):
+// a thread that died between enter and exit, or the old id of a thread
+// that exec'd from a multi-threaded process (its id changed). It returns how many it
+// removed, by record kind: records that will never be sent.
+func (o *Objects) SweepPending(alive func(tgid, tid uint32) bool) map[Kind]uint64 {
+	swept := map[Kind]uint64{}
+	sweep := func(m *ebpf.Map, kind func(*ebpf.Map, uint64) Kind) {
+		var dead []uint64
+		var key uint64
+		it := m.Iterate()
+		var val []byte
+		for it.Next(&key, &val) {
+			if !alive(uint32(key>>32), uint32(key)) {
+				dead = append(dead, key)
+			}
+		}
+		for _, k := range dead {
+			kd := kind(m, k)
+			if m.Delete(k) == nil {
+				swept[kd]++
+			}
+		}
+	}
+	sweep(o.objs.Pending, func(m *ebpf.Map, k uint64) Kind {
+		var r sensorSysRecord
+		if m.Lookup(k, &r) == nil {
+			return Kind(r.H.Kind)
+		}
+		return KindOpen
+	})
+	sweep(o.objs.PendingNet, func(m *ebpf.Map, k uint64) Kind {
+		var p sensorPendingNet
+		if m.Lookup(k, &p) == nil && p.Kind != 0 {
+			return Kind(p.Kind)
+		}
+		return KindConnect
+	})
+	return swept
 }
 
 // Detach stops the kernel from producing records; records already in the

@@ -38,6 +38,8 @@ enum exec_flags {
 	EXEC_ARGS_TRUNCATED = 1 << 2,
 	EXEC_CWD_TRUNCATED = 1 << 3,
 	EXEC_EXE_TRUNCATED = 1 << 4,
+	EXEC_FAILED = 1 << 5,        /* a failed execve/execveat: h.ret is the error */
+	EXEC_DIRFD = 1 << 6,         /* cwd holds the execveat dirfd's path, not the cwd */
 };
 
 /* Which syscall a pending record came from, for the user-space name. */
@@ -59,6 +61,21 @@ enum sys_call {
 	SYS_DELETE_MODULE,
 	SYS_UNSHARE,
 	SYS_SETNS,
+	SYS_EXECVE,
+	SYS_EXECVEAT,
+	SYS_SENDTO,
+	SYS_SENDMSG,
+};
+
+/* sys_record.resolved: how the path was found. */
+enum path_source {
+	PATH_REQUESTED = 0, /* the string the caller passed */
+	PATH_RESOLVED = 1,  /* walked from the opened file; the requested string follows it */
+};
+
+/* net_record.net_flags */
+enum net_flags {
+	NET_SEND = 1 << 0, /* an unconnected send: the destination came with sendto/sendmsg */
 };
 
 /* Common header of every record. */
@@ -117,7 +134,8 @@ struct net_record {
 	__u16 protocol;
 	__u16 local_port;  /* host order */
 	__u16 remote_port; /* host order */
-	__u16 pad[3];
+	__u16 net_flags;
+	__u16 pad[2];
 	__u8 local_addr[16];
 	__u8 remote_addr[16];
 };
@@ -133,7 +151,9 @@ struct sys_record {
 	__u64 arg[3];
 	__u16 path_len;
 	__u8 path_walked;
-	__u8 pad[5];
+	__u8 resolved;    /* enum path_source */
+	__u16 req_len;    /* PATH_RESOLVED: length of the requested path after path's NUL */
+	__u8 pad[2];
 	char path[WALK_MAX];
 };
 

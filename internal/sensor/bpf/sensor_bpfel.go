@@ -21,6 +21,8 @@ const (
 	sensorExecFlagsEXEC_ARGS_TRUNCATED sensorExecFlags = 4
 	sensorExecFlagsEXEC_CWD_TRUNCATED  sensorExecFlags = 8
 	sensorExecFlagsEXEC_EXE_TRUNCATED  sensorExecFlags = 16
+	sensorExecFlagsEXEC_FAILED         sensorExecFlags = 32
+	sensorExecFlagsEXEC_DIRFD          sensorExecFlags = 64
 )
 
 type sensorExecRecord struct {
@@ -47,6 +49,16 @@ type sensorForkRecord struct {
 	ChildTgid          uint32
 	Pad                uint32
 	ChildStartBoottime uint64
+}
+
+type sensorFwdPath struct {
+	_     structs.HostLayout
+	K     sensorWatchKey
+	Slack [256]int8
+	_     [4]byte
+	Dents [32]uint64
+	N     uint32
+	Pad   uint32
 }
 
 type sensorHeader struct {
@@ -76,6 +88,12 @@ type sensorNameKey struct {
 	Name [32]int8
 }
 
+type sensorNetFlags uint32
+
+const (
+	sensorNetFlagsNET_SEND sensorNetFlags = 1
+)
+
 type sensorNetRecord struct {
 	_          structs.HostLayout
 	H          sensorHeader
@@ -84,16 +102,26 @@ type sensorNetRecord struct {
 	Protocol   uint16
 	LocalPort  uint16
 	RemotePort uint16
-	Pad        [3]uint16
+	NetFlags   uint16
+	Pad        [2]uint16
 	LocalAddr  [16]uint8
 	RemoteAddr [16]uint8
 }
+
+type sensorPathSource uint32
+
+const (
+	sensorPathSourcePATH_REQUESTED sensorPathSource = 0
+	sensorPathSourcePATH_RESOLVED  sensorPathSource = 1
+)
 
 type sensorPendingNet struct {
 	_      structs.HostLayout
 	Fd     uint64
 	Family uint16
-	Pad    [3]uint16
+	Kind   uint8
+	Sys    uint8
+	Pad    [2]uint16
 	Addr   [28]uint8
 	Pad2   [4]uint8
 }
@@ -121,6 +149,16 @@ type sensorScratch struct {
 	Exec sensorExecRecord
 }
 
+type sensorSendKey struct {
+	_      structs.HostLayout
+	Tgid   uint32
+	Fd     uint32
+	Family uint16
+	Port   uint16
+	Addr   [16]uint8
+	Pad    [4]uint8
+}
+
 type sensorSysCall uint32
 
 const (
@@ -141,6 +179,10 @@ const (
 	sensorSysCallSYS_DELETE_MODULE sensorSysCall = 15
 	sensorSysCallSYS_UNSHARE       sensorSysCall = 16
 	sensorSysCallSYS_SETNS         sensorSysCall = 17
+	sensorSysCallSYS_EXECVE        sensorSysCall = 18
+	sensorSysCallSYS_EXECVEAT      sensorSysCall = 19
+	sensorSysCallSYS_SENDTO        sensorSysCall = 20
+	sensorSysCallSYS_SENDMSG       sensorSysCall = 21
 )
 
 type sensorSysRecord struct {
@@ -149,7 +191,9 @@ type sensorSysRecord struct {
 	Arg        [3]uint64
 	PathLen    uint16
 	PathWalked uint8
-	Pad        [5]uint8
+	Resolved   uint8
+	ReqLen     uint16
+	Pad        [2]uint8
 	Path       [1024]int8
 }
 
@@ -172,11 +216,14 @@ type sensorWatchValue struct {
 const (
 	sensorMapDrops              = "drops"
 	sensorMapEvents             = "events"
+	sensorMapFwdScratch         = "fwd_scratch"
 	sensorMapPending            = "pending"
 	sensorMapPendingNet         = "pending_net"
 	sensorMapScratch            = "scratch"
+	sensorMapSendSeen           = "send_seen"
 	sensorMapSent               = "sent"
 	sensorMapWatchScratch       = "watch_scratch"
+	sensorMapWatchedLeaf        = "watched_leaf"
 	sensorMapWatchedName        = "watched_name"
 	sensorMapWatchedPrefix      = "watched_prefix"
 	sensorProgEnterChmod        = "enter_chmod"
@@ -194,12 +241,16 @@ const (
 	sensorProgEnterOpenat       = "enter_openat"
 	sensorProgEnterOpenat2      = "enter_openat2"
 	sensorProgEnterPtrace       = "enter_ptrace"
+	sensorProgEnterSendmsg      = "enter_sendmsg"
+	sensorProgEnterSendto       = "enter_sendto"
 	sensorProgEnterSetns        = "enter_setns"
 	sensorProgEnterUnshare      = "enter_unshare"
 	sensorProgExitChmod         = "exit_chmod"
 	sensorProgExitConnect       = "exit_connect"
 	sensorProgExitCreat         = "exit_creat"
 	sensorProgExitDeleteModule  = "exit_delete_module"
+	sensorProgExitExecve        = "exit_execve"
+	sensorProgExitExecveat      = "exit_execveat"
 	sensorProgExitFchmod        = "exit_fchmod"
 	sensorProgExitFchmodat      = "exit_fchmodat"
 	sensorProgExitFchmodat2     = "exit_fchmodat2"
@@ -211,13 +262,19 @@ const (
 	sensorProgExitOpenat        = "exit_openat"
 	sensorProgExitOpenat2       = "exit_openat2"
 	sensorProgExitPtrace        = "exit_ptrace"
+	sensorProgExitSendmsg       = "exit_sendmsg"
+	sensorProgExitSendto        = "exit_sendto"
 	sensorProgExitSetns         = "exit_setns"
 	sensorProgExitUnshare       = "exit_unshare"
 	sensorProgOnExec            = "on_exec"
 	sensorProgOnExit            = "on_exit"
 	sensorProgOnFork            = "on_fork"
+	sensorVarDirGate            = "dir_gate"
 	sensorVarExecFlagsNone      = "exec_flags_none"
+	sensorVarLeafGate           = "leaf_gate"
 	sensorVarNameLens           = "name_lens"
+	sensorVarNetFlagsNone       = "net_flags_none"
+	sensorVarPathSourceNone     = "path_source_none"
 	sensorVarRecordKindMax      = "record_kind_max"
 	sensorVarSelfTgid           = "self_tgid"
 	sensorVarSysCallNone        = "sys_call_none"
@@ -281,12 +338,16 @@ type sensorProgramSpecs struct {
 	EnterOpenat       *ebpf.ProgramSpec `ebpf:"enter_openat"`
 	EnterOpenat2      *ebpf.ProgramSpec `ebpf:"enter_openat2"`
 	EnterPtrace       *ebpf.ProgramSpec `ebpf:"enter_ptrace"`
+	EnterSendmsg      *ebpf.ProgramSpec `ebpf:"enter_sendmsg"`
+	EnterSendto       *ebpf.ProgramSpec `ebpf:"enter_sendto"`
 	EnterSetns        *ebpf.ProgramSpec `ebpf:"enter_setns"`
 	EnterUnshare      *ebpf.ProgramSpec `ebpf:"enter_unshare"`
 	ExitChmod         *ebpf.ProgramSpec `ebpf:"exit_chmod"`
 	ExitConnect       *ebpf.ProgramSpec `ebpf:"exit_connect"`
 	ExitCreat         *ebpf.ProgramSpec `ebpf:"exit_creat"`
 	ExitDeleteModule  *ebpf.ProgramSpec `ebpf:"exit_delete_module"`
+	ExitExecve        *ebpf.ProgramSpec `ebpf:"exit_execve"`
+	ExitExecveat      *ebpf.ProgramSpec `ebpf:"exit_execveat"`
 	ExitFchmod        *ebpf.ProgramSpec `ebpf:"exit_fchmod"`
 	ExitFchmodat      *ebpf.ProgramSpec `ebpf:"exit_fchmodat"`
 	ExitFchmodat2     *ebpf.ProgramSpec `ebpf:"exit_fchmodat2"`
@@ -298,6 +359,8 @@ type sensorProgramSpecs struct {
 	ExitOpenat        *ebpf.ProgramSpec `ebpf:"exit_openat"`
 	ExitOpenat2       *ebpf.ProgramSpec `ebpf:"exit_openat2"`
 	ExitPtrace        *ebpf.ProgramSpec `ebpf:"exit_ptrace"`
+	ExitSendmsg       *ebpf.ProgramSpec `ebpf:"exit_sendmsg"`
+	ExitSendto        *ebpf.ProgramSpec `ebpf:"exit_sendto"`
 	ExitSetns         *ebpf.ProgramSpec `ebpf:"exit_setns"`
 	ExitUnshare       *ebpf.ProgramSpec `ebpf:"exit_unshare"`
 	OnExec            *ebpf.ProgramSpec `ebpf:"on_exec"`
@@ -311,11 +374,14 @@ type sensorProgramSpecs struct {
 type sensorMapSpecs struct {
 	Drops         *ebpf.MapSpec `ebpf:"drops"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	FwdScratch    *ebpf.MapSpec `ebpf:"fwd_scratch"`
 	Pending       *ebpf.MapSpec `ebpf:"pending"`
 	PendingNet    *ebpf.MapSpec `ebpf:"pending_net"`
 	Scratch       *ebpf.MapSpec `ebpf:"scratch"`
+	SendSeen      *ebpf.MapSpec `ebpf:"send_seen"`
 	Sent          *ebpf.MapSpec `ebpf:"sent"`
 	WatchScratch  *ebpf.MapSpec `ebpf:"watch_scratch"`
+	WatchedLeaf   *ebpf.MapSpec `ebpf:"watched_leaf"`
 	WatchedName   *ebpf.MapSpec `ebpf:"watched_name"`
 	WatchedPrefix *ebpf.MapSpec `ebpf:"watched_prefix"`
 }
@@ -324,12 +390,16 @@ type sensorMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sensorVariableSpecs struct {
-	ExecFlagsNone *ebpf.VariableSpec `ebpf:"exec_flags_none"`
-	NameLens      *ebpf.VariableSpec `ebpf:"name_lens"`
-	RecordKindMax *ebpf.VariableSpec `ebpf:"record_kind_max"`
-	SelfTgid      *ebpf.VariableSpec `ebpf:"self_tgid"`
-	SysCallNone   *ebpf.VariableSpec `ebpf:"sys_call_none"`
-	WakeupBytes   *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
+	DirGate        *ebpf.VariableSpec `ebpf:"dir_gate"`
+	ExecFlagsNone  *ebpf.VariableSpec `ebpf:"exec_flags_none"`
+	LeafGate       *ebpf.VariableSpec `ebpf:"leaf_gate"`
+	NameLens       *ebpf.VariableSpec `ebpf:"name_lens"`
+	NetFlagsNone   *ebpf.VariableSpec `ebpf:"net_flags_none"`
+	PathSourceNone *ebpf.VariableSpec `ebpf:"path_source_none"`
+	RecordKindMax  *ebpf.VariableSpec `ebpf:"record_kind_max"`
+	SelfTgid       *ebpf.VariableSpec `ebpf:"self_tgid"`
+	SysCallNone    *ebpf.VariableSpec `ebpf:"sys_call_none"`
+	WakeupBytes    *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // sensorObjects contains all objects after they have been loaded into the kernel.
@@ -354,11 +424,14 @@ func (o *sensorObjects) Close() error {
 type sensorMaps struct {
 	Drops         *ebpf.Map `ebpf:"drops"`
 	Events        *ebpf.Map `ebpf:"events"`
+	FwdScratch    *ebpf.Map `ebpf:"fwd_scratch"`
 	Pending       *ebpf.Map `ebpf:"pending"`
 	PendingNet    *ebpf.Map `ebpf:"pending_net"`
 	Scratch       *ebpf.Map `ebpf:"scratch"`
+	SendSeen      *ebpf.Map `ebpf:"send_seen"`
 	Sent          *ebpf.Map `ebpf:"sent"`
 	WatchScratch  *ebpf.Map `ebpf:"watch_scratch"`
+	WatchedLeaf   *ebpf.Map `ebpf:"watched_leaf"`
 	WatchedName   *ebpf.Map `ebpf:"watched_name"`
 	WatchedPrefix *ebpf.Map `ebpf:"watched_prefix"`
 }
@@ -367,11 +440,14 @@ func (m *sensorMaps) Close() error {
 	return _SensorClose(
 		m.Drops,
 		m.Events,
+		m.FwdScratch,
 		m.Pending,
 		m.PendingNet,
 		m.Scratch,
+		m.SendSeen,
 		m.Sent,
 		m.WatchScratch,
+		m.WatchedLeaf,
 		m.WatchedName,
 		m.WatchedPrefix,
 	)
@@ -381,12 +457,16 @@ func (m *sensorMaps) Close() error {
 //
 // It can be passed to loadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sensorVariables struct {
-	ExecFlagsNone *ebpf.Variable `ebpf:"exec_flags_none"`
-	NameLens      *ebpf.Variable `ebpf:"name_lens"`
-	RecordKindMax *ebpf.Variable `ebpf:"record_kind_max"`
-	SelfTgid      *ebpf.Variable `ebpf:"self_tgid"`
-	SysCallNone   *ebpf.Variable `ebpf:"sys_call_none"`
-	WakeupBytes   *ebpf.Variable `ebpf:"wakeup_bytes"`
+	DirGate        *ebpf.Variable `ebpf:"dir_gate"`
+	ExecFlagsNone  *ebpf.Variable `ebpf:"exec_flags_none"`
+	LeafGate       *ebpf.Variable `ebpf:"leaf_gate"`
+	NameLens       *ebpf.Variable `ebpf:"name_lens"`
+	NetFlagsNone   *ebpf.Variable `ebpf:"net_flags_none"`
+	PathSourceNone *ebpf.Variable `ebpf:"path_source_none"`
+	RecordKindMax  *ebpf.Variable `ebpf:"record_kind_max"`
+	SelfTgid       *ebpf.Variable `ebpf:"self_tgid"`
+	SysCallNone    *ebpf.Variable `ebpf:"sys_call_none"`
+	WakeupBytes    *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // sensorPrograms contains all programs after they have been loaded into the kernel.
@@ -408,12 +488,16 @@ type sensorPrograms struct {
 	EnterOpenat       *ebpf.Program `ebpf:"enter_openat"`
 	EnterOpenat2      *ebpf.Program `ebpf:"enter_openat2"`
 	EnterPtrace       *ebpf.Program `ebpf:"enter_ptrace"`
+	EnterSendmsg      *ebpf.Program `ebpf:"enter_sendmsg"`
+	EnterSendto       *ebpf.Program `ebpf:"enter_sendto"`
 	EnterSetns        *ebpf.Program `ebpf:"enter_setns"`
 	EnterUnshare      *ebpf.Program `ebpf:"enter_unshare"`
 	ExitChmod         *ebpf.Program `ebpf:"exit_chmod"`
 	ExitConnect       *ebpf.Program `ebpf:"exit_connect"`
 	ExitCreat         *ebpf.Program `ebpf:"exit_creat"`
 	ExitDeleteModule  *ebpf.Program `ebpf:"exit_delete_module"`
+	ExitExecve        *ebpf.Program `ebpf:"exit_execve"`
+	ExitExecveat      *ebpf.Program `ebpf:"exit_execveat"`
 	ExitFchmod        *ebpf.Program `ebpf:"exit_fchmod"`
 	ExitFchmodat      *ebpf.Program `ebpf:"exit_fchmodat"`
 	ExitFchmodat2     *ebpf.Program `ebpf:"exit_fchmodat2"`
@@ -425,6 +509,8 @@ type sensorPrograms struct {
 	ExitOpenat        *ebpf.Program `ebpf:"exit_openat"`
 	ExitOpenat2       *ebpf.Program `ebpf:"exit_openat2"`
 	ExitPtrace        *ebpf.Program `ebpf:"exit_ptrace"`
+	ExitSendmsg       *ebpf.Program `ebpf:"exit_sendmsg"`
+	ExitSendto        *ebpf.Program `ebpf:"exit_sendto"`
 	ExitSetns         *ebpf.Program `ebpf:"exit_setns"`
 	ExitUnshare       *ebpf.Program `ebpf:"exit_unshare"`
 	OnExec            *ebpf.Program `ebpf:"on_exec"`
@@ -449,12 +535,16 @@ func (p *sensorPrograms) Close() error {
 		p.EnterOpenat,
 		p.EnterOpenat2,
 		p.EnterPtrace,
+		p.EnterSendmsg,
+		p.EnterSendto,
 		p.EnterSetns,
 		p.EnterUnshare,
 		p.ExitChmod,
 		p.ExitConnect,
 		p.ExitCreat,
 		p.ExitDeleteModule,
+		p.ExitExecve,
+		p.ExitExecveat,
 		p.ExitFchmod,
 		p.ExitFchmodat,
 		p.ExitFchmodat2,
@@ -466,6 +556,8 @@ func (p *sensorPrograms) Close() error {
 		p.ExitOpenat,
 		p.ExitOpenat2,
 		p.ExitPtrace,
+		p.ExitSendmsg,
+		p.ExitSendto,
 		p.ExitSetns,
 		p.ExitUnshare,
 		p.OnExec,

@@ -87,8 +87,14 @@ func (s *Sensor) handleConnector(ev procconn.Event, ktime uint64) {
 		}
 		s.handle(r)
 	case procconn.Exit:
-		s.handle(&bpf.Record{Kind: bpf.KindExit, Ktime: ktime, Tgid: ev.Tgid, Tid: ev.Pid, Ppid: ev.ParentTgid,
-			Ret: int64(ev.ExitCode)})
+		r := &bpf.Record{Kind: bpf.KindExit, Ktime: ktime, Tgid: ev.Tgid, Tid: ev.Pid, Ppid: ev.ParentTgid,
+			Ret: int64(ev.ExitCode)}
+		if r.Ppid == 0 { // reaped before the kernel read its parent
+			if e, ok := s.tree.Get(ev.Tgid); ok {
+				r.Ppid = e.Ppid
+			}
+		}
+		s.handle(r)
 	}
 }
 

@@ -68,9 +68,17 @@ func recorded(tb testing.TB) []*event.Event {
 // attackEvents are the events of every positive case of the built-in
 // runtime rules' fixtures, in file order: the attacks the catalog knows.
 func attackEvents(tb testing.TB) []*event.Event {
+	return fixtureCaseEvents(tb, "rules/runtime", func(tc TestCase) bool {
+		return tc.Alerts > 0 && tc.Drift == nil && len(tc.Exceptions) == 0
+	})
+}
+
+// fixtureCaseEvents returns, in file order, the events of the built-in
+// fixture cases under dir that keep accepts.
+func fixtureCaseEvents(tb testing.TB, dir string, keep func(TestCase) bool) []*event.Event {
 	tb.Helper()
 	var out []*event.Event
-	err := fs.WalkDir(builtinFS, "rules/runtime", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(builtinFS, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".test.yaml") {
 			return err
 		}
@@ -83,7 +91,7 @@ func attackEvents(tb testing.TB) []*event.Event {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 		for _, tc := range tf.Tests {
-			if tc.Alerts == 0 || tc.Drift != nil || len(tc.Exceptions) > 0 {
+			if !keep(tc) {
 				continue
 			}
 			evs, err := fixtureEvents(tc.Events)

@@ -2,7 +2,6 @@ package detect
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -434,28 +433,7 @@ rules:
 // program of the same condition agree.
 func TestPrefilterAgreesWithCEL(t *testing.T) {
 	rs := loadRules(t, testRules)
-	var events []*event.Event
-	err := fs.WalkDir(builtinFS, "rules", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !strings.HasSuffix(p, ".test.yaml") {
-			return err
-		}
-		data, _ := builtinFS.ReadFile(p)
-		var tf TestFile
-		if err := decodeStrict(data, &tf); err != nil {
-			return err
-		}
-		for _, tc := range tf.Tests {
-			evs, err := fixtureEvents(tc.Events)
-			if err != nil {
-				return err
-			}
-			events = append(events, evs...)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := fixtureCaseEvents(t, "rules", func(TestCase) bool { return true })
 	var ms []*matcher
 	for _, r := range rs.rules {
 		ms = append(ms, r.m)

@@ -1,7 +1,6 @@
 package detect
 
 import (
-	"io/fs"
 	"math/rand/v2"
 	"regexp"
 	"slices"
@@ -113,30 +112,7 @@ func TestIndexKeepsMatchingRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	events := append(attackEvents(t), recorded(t)...)
-	err = fs.WalkDir(builtinFS, "rules", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".test.yaml") {
-			return err
-		}
-		data, err := builtinFS.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		var tf TestFile
-		if err := decodeStrict(data, &tf); err != nil {
-			return err
-		}
-		for _, tc := range tf.Tests {
-			evs, err := fixtureEvents(tc.Events)
-			if err != nil {
-				return err
-			}
-			events = append(events, evs...)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	events = append(events, fixtureCaseEvents(t, "rules", func(TestCase) bool { return true })...)
 	var v view
 	checked := 0
 	for _, ev := range events {

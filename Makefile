@@ -9,8 +9,11 @@ VM_KERNELS ?=
 
 all: build
 
+# build makes bin/vigil and bin/vigil-node, the node build (-tags node: the
+# sensor alone, what the chart's DaemonSet runs).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/vigil
+	CGO_ENABLED=0 $(GO) build -trimpath -tags node -o $(BIN)-node ./cmd/vigil
 
 run: build
 	$(BIN) up
@@ -52,6 +55,7 @@ e2e:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags node ./cmd/vigil ./internal/cli
 	cd test/e2e && $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 

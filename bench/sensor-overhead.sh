@@ -3,7 +3,9 @@
 # `vigil sensor --output jsonl` running vs. without, plus the sensor's CPU
 # per 10,000 events, its peak RSS, and whether any event was lost.
 #
-# Usage (root): bench/sensor-overhead.sh [rounds]   (env: EXECS, CONNECTS)
+# Usage (root): bench/sensor-overhead.sh [rounds]   (env: EXECS, CONNECTS, TAGS)
+# The sensor measured is the node build (TAGS=node, what the chart's
+# DaemonSet runs); TAGS= measures the full vigil binary's `vigil sensor`.
 # Baseline and sensor runs alternate, ROUNDS times each; the figures are
 # medians, so a noisy neighbour skews both sides alike.
 set -euo pipefail
@@ -16,7 +18,8 @@ CONNECTS=${CONNECTS:-20000}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 export PATH=/usr/local/go/bin:$PATH
-CGO_ENABLED=0 go build -trimpath -o "$tmp/vigil" ./cmd/vigil
+TAGS=${TAGS-node}
+CGO_ENABLED=0 go build -trimpath -tags "$TAGS" -o "$tmp/vigil" ./cmd/vigil
 CGO_ENABLED=0 go build -trimpath -o "$tmp/workload" ./bench/workload
 
 workload() { "$tmp/workload" -execs "$EXECS" -connects "$CONNECTS"; }

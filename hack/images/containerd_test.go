@@ -57,7 +57,7 @@ func main() { fmt.Printf("uid=%d gid=%d args=%q\n", os.Getuid(), os.Getgid(), os
 	}
 
 	cfg := fakeConfig(t, t.TempDir())
-	cfg.Archs, cfg.Binaries, cfg.Busybox = []string{arch}, map[string]string{arch: fake}, busybox
+	cfg.Archs, cfg.Binaries, cfg.NodeBins, cfg.Busybox = []string{arch}, map[string]string{arch: fake}, map[string]string{arch: fake}, busybox
 	if err := run(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 // Command images builds Vigil's container images without a Docker engine:
 // the vigil binary, cross-compiled for linux/amd64 and linux/arm64 with
-// CGO_ENABLED=0, alone on an empty base, as a multi-arch OCI image layout
+// CGO_ENABLED=0, and beside it vigil-node, the node build (-tags node: the
+// sensor alone, which the sensor DaemonSet runs), on an empty base, as a multi-arch OCI image layout
 // (build/images/vigil) and one docker-archive tarball per platform
 // (build/images/vigil-<arch>.tar) for `ctr -n k8s.io images import`.
 // With -busybox it also builds the victim image the simulator and e2e
@@ -46,13 +47,14 @@ type config struct {
 	Created    time.Time         // every timestamp in the images
 	Archs      []string          // GOARCHes to build
 	Binaries   map[string]string // prebuilt vigil binaries by GOARCH; the rest are built
+	NodeBins   map[string]string // prebuilt node builds (-tags node) by GOARCH; the rest are built
 	VersionVar string            // if set, the binary is linked with -X VersionVar=Version
 	Busybox    string            // a static busybox binary: also build the victim image
 }
 
 func main() {
 	var cfg config
-	var bins binFlag
+	var bins, nodeBins binFlag
 	var archs, push string
 	flag.StringVar(&cfg.Out, "out", "build/images", "output `dir`ectory")
 	flag.StringVar(&cfg.Repo, "repo", "vigil.dev/vigil", "repository the vigil image is tagged with")
@@ -63,12 +65,13 @@ func main() {
 	flag.StringVar(&cfg.Licenses, "licenses", "NOASSERTION", "SPDX expression for the licenses label")
 	flag.StringVar(&archs, "arch", "amd64,arm64", "comma-separated GOARCHes")
 	flag.Var(&bins, "bin", "`arch=path` of a prebuilt vigil binary (repeatable); other arches are built")
+	flag.Var(&nodeBins, "node-bin", "`arch=path` of a prebuilt node build of vigil, -tags node (repeatable); other arches are built")
 	flag.StringVar(&cfg.VersionVar, "version-var", "", "Go `symbol` set to -version with -ldflags -X (Vigil has none yet)")
 	flag.StringVar(&cfg.Busybox, "busybox", "", "`path` of a static busybox: also build the victim image for its architecture")
 	flag.StringVar(&push, "push", "", "push the index in -out to `host/repo` (tagged with the layout's version) instead of building")
 	flag.Parse()
 	cfg.Archs = strings.Split(archs, ",")
-	cfg.Binaries = bins
+	cfg.Binaries, cfg.NodeBins = bins, nodeBins
 	var err error
 	if cfg.Created, err = sourceDate(os.Getenv("SOURCE_DATE_EPOCH")); err != nil {
 		fatal(err)
@@ -139,14 +142,11 @@ func run(ctx context.Context, cfg config) error {
 	}
 	imgs := map[string]v1.Image{}
 	for _, arch := range cfg.Archs {
-		bin, ok := cfg.Binaries[arch]
-		if !ok {
-			bin = filepath.Join(cfg.Out, "bin", "vigil-linux-"+arch)
-			if err := buildVigil(ctx, arch, bin, cfg); err != nil {
-				return err
-			}
+		data, err := vigilBinary(ctx, cfg, arch, "")
+		if err != nil {
+			return err
 		}
-		data, err := readFile(bin)
+		node, err := vigilBinary(ctx, cfg, arch, "node")
 		if err != nil {
 			return err
 		}
@@ -156,8 +156,11 @@ func run(ctx context.Context, cfg config) error {
 			Entrypoint: []string{"/usr/bin/vigil"},
 			User:       nonRoot,
 			Labels:     labels,
-			CreatedBy:  "hack/images: COPY vigil /usr/bin/vigil",
-			Files:      []file{{Name: "usr/bin/vigil", Mode: 0o755, Data: data}},
+			CreatedBy:  "hack/images: COPY vigil vigil-node /usr/bin/",
+			Files: []file{
+				{Name: "usr/bin/vigil", Mode: 0o755, Data: data},
+				{Name: "usr/bin/vigil-node", Mode: 0o755, Data: node},
+			},
 		})
 		if err != nil {
 			return err
@@ -172,14 +175,33 @@ func run(ctx context.Context, cfg config) error {
 	return nil
 }
 
-// buildVigil cross-compiles ./cmd/vigil for linux/arch into out.
-func buildVigil(ctx context.Context, arch, out string, cfg config) error {
+// vigilBinary returns the vigil binary for arch built with tags ("" for
+// the full binary, "node" for the node build): the prebuilt one cfg names,
+// else one built under cfg.Out.
+func vigilBinary(ctx context.Context, cfg config, arch, tags string) ([]byte, error) {
+	prebuilt, name := cfg.Binaries, "vigil"
+	if tags == "node" {
+		prebuilt, name = cfg.NodeBins, "vigil-node"
+	}
+	bin, ok := prebuilt[arch]
+	if !ok {
+		bin = filepath.Join(cfg.Out, "bin", name+"-linux-"+arch)
+		if err := buildVigil(ctx, arch, tags, bin, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return readFile(bin)
+}
+
+// buildVigil cross-compiles ./cmd/vigil with build tags for linux/arch
+// into out.
+func buildVigil(ctx context.Context, arch, tags, out string, cfg config) error {
 	ldflags := "-s -w"
 	if cfg.VersionVar != "" {
 		ldflags += " -X " + cfg.VersionVar + "=" + cfg.Version
 	}
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, goCmd(), "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/vigil")
+	cmd := exec.CommandContext(ctx, goCmd(), "build", "-trimpath", "-tags", tags, "-ldflags", ldflags, "-o", out, "./cmd/vigil")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

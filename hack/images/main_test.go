@@ -26,13 +26,15 @@ import (
 // so the tests never compile Vigil.
 func fakeConfig(t *testing.T, out string) config {
 	t.Helper()
-	bins := map[string]string{}
+	bins, nodeBins := map[string]string{}, map[string]string{}
 	for _, arch := range []string{"amd64", "arm64"} {
-		p := filepath.Join(t.TempDir(), "vigil-"+arch)
-		if err := os.WriteFile(p, []byte("fake vigil for "+arch), 0o644); err != nil {
-			t.Fatal(err)
+		for name, m := range map[string]map[string]string{"vigil": bins, "vigil-node": nodeBins} {
+			p := filepath.Join(t.TempDir(), name+"-"+arch)
+			if err := os.WriteFile(p, []byte("fake "+name+" for "+arch), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			m[arch] = p
 		}
-		bins[arch] = p
 	}
 	return config{
 		Out:        out,
@@ -45,6 +47,7 @@ func fakeConfig(t *testing.T, out string) config {
 		Created:    time.Unix(1700000000, 0).UTC(),
 		Archs:      []string{"amd64", "arm64"},
 		Binaries:   bins,
+		NodeBins:   nodeBins,
 	}
 }
 
@@ -145,23 +148,25 @@ func TestVigilImage(t *testing.T) {
 			}
 		}
 		hs, data := files(t, img)
-		h := hs["usr/bin/vigil"]
-		if h == nil {
-			t.Fatalf("no usr/bin/vigil in %v", hs)
-		}
-		if h.Typeflag != tar.TypeReg || h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(cfg.Created) {
-			t.Errorf("usr/bin/vigil: type %c mode %o uid %d gid %d mtime %v", h.Typeflag, h.Mode, h.Uid, h.Gid, h.ModTime)
-		}
-		if want := "fake vigil for " + want.Architecture; string(data["usr/bin/vigil"]) != want {
-			t.Errorf("usr/bin/vigil holds %q, want %q", data["usr/bin/vigil"], want)
+		for _, bin := range []string{"vigil", "vigil-node"} {
+			h := hs["usr/bin/"+bin]
+			if h == nil {
+				t.Fatalf("no usr/bin/%s in %v", bin, hs)
+			}
+			if h.Typeflag != tar.TypeReg || h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 || !h.ModTime.Equal(cfg.Created) {
+				t.Errorf("usr/bin/%s: type %c mode %o uid %d gid %d mtime %v", bin, h.Typeflag, h.Mode, h.Uid, h.Gid, h.ModTime)
+			}
+			if want := "fake " + bin + " for " + want.Architecture; string(data["usr/bin/"+bin]) != want {
+				t.Errorf("usr/bin/%s holds %q, want %q", bin, data["usr/bin/"+bin], want)
+			}
 		}
 		for _, dir := range []string{"usr/", "usr/bin/"} {
 			if h := hs[dir]; h == nil || h.Typeflag != tar.TypeDir || h.Mode != 0o755 {
 				t.Errorf("directory %s: %+v", dir, h)
 			}
 		}
-		if _, ok := hs["etc/passwd"]; ok || len(hs) != 3 {
-			t.Errorf("layer holds %d entries, want usr/, usr/bin/, usr/bin/vigil", len(hs))
+		if _, ok := hs["etc/passwd"]; ok || len(hs) != 4 {
+			t.Errorf("layer holds %d entries, want usr/, usr/bin/, usr/bin/vigil, usr/bin/vigil-node", len(hs))
 		}
 
 		// The per-platform tarball holds the same image under the tag.

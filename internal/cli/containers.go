@@ -5,7 +5,7 @@ import (
 	"slices"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/vigil-sec/vigil/internal/sensor"
@@ -23,8 +23,8 @@ func newContainers(ctx context.Context, cfg sensor.Config, criSockets []string) 
 	opts := container.Options{ProcRoot: cfg.ProcRoot, Log: cfg.Log}
 	if rc, err := rest.InClusterConfig(); err == nil && cfg.Node != "" {
 		rc.UserAgent = "vigil-sensor"
-		if kc, err := kubernetes.NewForConfig(rc); err == nil {
-			if pods, err := container.StartKubePods(ctx, kc, cfg.Node, 30*time.Second); err != nil {
+		if mc, err := metadata.NewForConfig(rc); err == nil {
+			if pods, err := container.StartKubePods(ctx, mc, cfg.Node, 30*time.Second); err != nil {
 				cfg.Log.Warn("workloads and pod labels are off: the node's pods cannot be watched", "err", err)
 			} else {
 				opts.Pods = pods

@@ -31,7 +31,7 @@ func (d *detectFlags) register(cmd *cobra.Command) {
 
 // engine loads the rules and builds the engine that writes alerts to emit.
 func (d *detectFlags) engine(rf *ruleFlags, node, procRoot string, log *slog.Logger, emit func(*event.Alert)) (*detect.Engine, error) {
-	rs, err := rf.load(false)
+	rs, err := rf.loadFor(detect.Options{Kinds: event.SensorKinds}) // no control-plane rules on a node
 	if err != nil {
 		return nil, fmt.Errorf("load rules: %w", err)
 	}

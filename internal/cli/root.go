@@ -3,6 +3,7 @@ package cli
 import (
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 )
@@ -15,9 +16,7 @@ func Root() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(sensorCmd(), rulesCmd(), serverCmd(), upCmd(), alertsCmd(), clusterCmd(), auditCmd(), agentCmd(), scanCmd(), postureCmd(), simulateCmd())
-	root.AddCommand(verifyCmd())
-	root.AddCommand(installCmd(), uninstallCmd())
+	root.AddCommand(commands()...)
 	return root
 }
 
@@ -29,4 +28,16 @@ func logger(level string) *slog.Logger {
 		l = slog.LevelInfo
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// defaultDataDir holds Vigil's state on this machine: the server's
+// database and admin token, spools and positions.
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/vigil"
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".vigil")
+	}
+	return ".vigil"
 }

@@ -29,7 +29,12 @@ func (f *ruleFlags) register(cmd *cobra.Command) {
 }
 
 func (f *ruleFlags) load(noBuiltin bool) (*detect.Ruleset, error) {
-	opts := detect.Options{Paths: f.paths, Disable: f.disable, NoBuiltin: noBuiltin}
+	return f.loadFor(detect.Options{NoBuiltin: noBuiltin})
+}
+
+// loadFor loads the rules with opts completed by the flags.
+func (f *ruleFlags) loadFor(opts detect.Options) (*detect.Ruleset, error) {
+	opts.Paths, opts.Disable = f.paths, f.disable
 	if f.intel != "" {
 		in, err := loadIntel(f.intel)
 		if err != nil {

@@ -1,3 +1,5 @@
+//go:build !node
+
 package cli
 
 import (
@@ -58,16 +60,6 @@ func (f *serverFlags) register(cmd *cobra.Command, defaultDB bool) {
 	fl.StringVar(&f.tlsKey, "tls-key", "", "and this key (PEM)")
 	fl.StringVar(&f.exports, "exports", "", "export outputs: a JSON file with a list of outputs (webhook, syslog, slack, splunk, elasticsearch)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-}
-
-func defaultDataDir() string {
-	if os.Geteuid() == 0 {
-		return "/var/lib/vigil"
-	}
-	if home, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(home, ".vigil")
-	}
-	return ".vigil"
 }
 
 func serverCmd() *cobra.Command {

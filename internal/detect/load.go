@@ -39,6 +39,10 @@ type Options struct {
 	NoBuiltin bool
 	// Intel answers the ti_* functions; nil means the shipped lists.
 	Intel Intel
+	// Kinds, when set, loads only the rules that look at one of these
+	// event kinds: the sensor, which never sees an audit event, does not
+	// compile the control-plane rules. Lists and macros load whole.
+	Kinds []event.Kind
 }
 
 // Ruleset is a loaded, compiled and checked set of rules. It is immutable
@@ -100,6 +104,11 @@ func Load(opts Options) (*Ruleset, error) {
 	in := opts.Intel
 	if in == nil {
 		in = defaultIntel()
+	}
+	if len(opts.Kinds) > 0 {
+		for i := range files {
+			files[i].Rules = slices.DeleteFunc(files[i].Rules, func(r Rule) bool { return !r.looksAtAny(opts.Kinds) })
+		}
 	}
 	return build(files, opts.Disable, in)
 }
@@ -303,19 +312,6 @@ func disabled(id string, disable []string) bool {
 	return false
 }
 
-// allKinds is every kind the rule or its steps look at.
-func (c *compiled) allKinds() []event.Kind {
-	kinds := slices.Clone(c.Kinds)
-	for _, s := range c.steps {
-		for _, k := range s.Kinds {
-			if !slices.Contains(kinds, k) {
-				kinds = append(kinds, k)
-			}
-		}
-	}
-	return kinds
-}
-
 // compileRule validates r and compiles its conditions.
 func (c *compiler) compileRule(r Rule) (*compiled, error) {
 	var errs []error
@@ -438,10 +434,6 @@ func (c *compiler) compileRule(r Rule) (*compiled, error) {
 	return cr, nil
 }
 
-var eventKinds = []event.Kind{
-	event.ProcessExec, event.ProcessExit, event.NetworkConnect, event.NetworkListen, event.FileOpen,
-	event.FileWrite, event.FileChmod, event.KernelModule, event.NamespaceChange, event.Ptrace,
-	event.MemfdCreate, event.MemfdExec, event.SensorHealth, event.K8sAudit,
-}
+var eventKinds = append(slices.Clone(event.SensorKinds), event.K8sAudit)
 
 func knownKind(k event.Kind) bool { return slices.Contains(eventKinds, k) }

@@ -3,6 +3,7 @@ package detect
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	"github.com/vigil-sec/vigil/internal/event"
@@ -64,6 +65,29 @@ type Rule struct {
 
 	// origin is the file the rule came from, for error messages.
 	origin string
+}
+
+// allKinds is every kind the rule or its steps look at.
+func (r *Rule) allKinds() []event.Kind {
+	kinds := slices.Clone(r.Kinds)
+	if r.Sequence != nil {
+		for _, st := range r.Sequence.Steps {
+			for _, k := range st.Kinds {
+				if !slices.Contains(kinds, k) {
+					kinds = append(kinds, k)
+				}
+			}
+		}
+	}
+	return kinds
+}
+
+// looksAtAny reports whether the rule or a step of its sequence looks at
+// one of kinds. A rule that names no kind at all says yes, so that loading
+// it reports the mistake.
+func (r *Rule) looksAtAny(kinds []event.Kind) bool {
+	all := r.allKinds()
+	return len(all) == 0 || slices.ContainsFunc(all, func(k event.Kind) bool { return slices.Contains(kinds, k) })
 }
 
 // Sequence fires when its steps happen in order, in one container (or one

@@ -2,8 +2,11 @@ package detect
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/vigil-sec/vigil/internal/event"
 )
 
 // Every built-in rule fires on its positive fixtures and stays quiet on
@@ -66,5 +69,38 @@ func TestRuleFiles(t *testing.T) {
 				t.Errorf("%s: %q: want %d alerts, got %d (err %v)", r.Rule, r.Case, r.Want, r.Got, r.Err)
 			}
 		}
+	}
+}
+
+// Options.Kinds loads exactly the rules that look at those kinds (a
+// sequence through any of its steps): the sensor's ruleset is every
+// runtime rule and no control-plane rule.
+func TestLoadKinds(t *testing.T) {
+	all, err := Load(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, err := Load(Options{Kinds: event.SensorKinds})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, c := range all.rules {
+		if !slices.Contains(c.allKinds(), event.K8sAudit) {
+			want = append(want, c.ID)
+		}
+	}
+	var got []string
+	for _, r := range node.Rules() {
+		got = append(got, r.ID)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rules for the sensor's kinds:\n got %v\nwant %v", got, want)
+	}
+	if len(got) == 0 || len(got) == len(all.rules) {
+		t.Errorf("%d of %d rules loaded: the built-in set should have both runtime and audit rules", len(got), len(all.rules))
+	}
+	if _, ok := node.byKind[event.K8sAudit]; ok {
+		t.Error("the sensor's ruleset indexes k8s.audit events")
 	}
 }

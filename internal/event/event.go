@@ -23,6 +23,12 @@ const (
 	SensorHealth    Kind = "sensor.health"
 )
 
+// SensorKinds are the kinds the node sensor emits.
+var SensorKinds = []Kind{
+	ProcessExec, ProcessExit, NetworkConnect, NetworkListen, FileOpen, FileWrite, FileChmod,
+	KernelModule, NamespaceChange, Ptrace, MemfdCreate, MemfdExec, SensorHealth,
+}
+
 // K8sAudit is a Kubernetes API server audit event (Audit set).
 const K8sAudit Kind = "k8s.audit"
 

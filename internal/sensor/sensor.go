@@ -28,7 +28,7 @@ type Config struct {
 	Node string
 	// ProcRoot is where the host's /proc is mounted ("/proc").
 	ProcRoot string
-	// RingBufferBytes sizes the kernel-to-user buffer (0: 8 MiB).
+	// RingBufferBytes sizes the kernel-to-user buffer (0: 4 MiB).
 	RingBufferBytes uint32
 	// Latency bounds how long an event may wait in the kernel's ring
 	// buffer: the sensor reads in batches rather than waking up for every

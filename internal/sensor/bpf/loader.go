@@ -29,7 +29,7 @@ type WatchPath struct {
 // Config sets what Open loads.
 type Config struct {
 	// RingBufferBytes is the size of the kernel-to-user ring buffer, a
-	// power of two multiple of the page size. 0 means 8 MiB.
+	// power of two multiple of the page size. 0 means 4 MiB.
 	RingBufferBytes uint32
 	// Latency bounds how long a record may wait in the ring buffer before
 	// Read returns it. Records are read in batches: the reader is woken
@@ -77,7 +77,7 @@ func Open(cfg Config) (*Objects, error) {
 	}
 	size := cfg.RingBufferBytes
 	if size == 0 {
-		size = 8 << 20
+		size = 4 << 20
 	}
 	spec.Maps["events"].MaxEntries = size
 	var wakeup uint64

@@ -67,6 +67,7 @@ type compiler struct {
 }
 
 func newCompiler(lists map[string][]string, macros map[string]string, in Intel) (*compiler, error) {
+	in = withTextCache(in)
 	opts := []cel.EnvOption{ext.Strings(), cel.OptionalTypes()}
 	for _, f := range fields {
 		opts = append(opts, cel.Variable(f.name, f.typ.cel()))
@@ -344,30 +345,6 @@ func functions(in Intel) []cel.EnvOption {
 				return types.Bool(in.MinerPort(int(p)))
 			}))))
 	return opts
-}
-
-// intelFuncs are the string -> bool threat-intelligence functions, by CEL name.
-func intelFuncs(in Intel) map[string]func(string) bool {
-	return map[string]func(string) bool{
-		"ti_miner_binary":     in.MinerBinary,
-		"ti_attack_tool":      in.AttackTool,
-		"ti_scanner":          in.Scanner,
-		"ti_credential_tool":  in.CredentialTool,
-		"ti_ddos_tool":        in.DDoSTool,
-		"ti_proxyware":        in.Proxyware,
-		"ti_miner_pool":       in.MinerPool,
-		"ti_oast_domain":      in.OASTDomain,
-		"ti_malicious_domain": in.MaliciousDomain,
-		"ti_malicious_ip":     in.MaliciousIP,
-		// Free-text scans, for command lines.
-		"ti_miner_pool_in":  func(s string) bool { _, ok := in.FindDomain("miner-pools", s); return ok },
-		"ti_oast_domain_in": func(s string) bool { _, ok := in.FindDomain("oast-domains", s); return ok },
-		"ti_malicious_domain_in": func(s string) bool {
-			_, ok := in.FindDomain("malicious-domains", s)
-			return ok
-		},
-		"ti_malicious_ip_in": func(s string) bool { _, ok := in.FindIP(s); return ok },
-	}
 }
 
 func stringList(v ref.Val) ([]string, error) {

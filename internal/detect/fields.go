@@ -200,7 +200,8 @@ func (f *field) value(v *view) any {
 type view struct {
 	e *event.Event
 
-	cmd, pcmd       []byte
+	cmd, pcmd       []byte // buffers of cmdS and pcmdS
+	cmdS, pcmdS     string
 	cmdOK, pcmdOK   bool
 	base            procNames // proc.name and proc.argv0, which many rules look up
 	baseOK          bool
@@ -215,12 +216,16 @@ type view struct {
 
 	object *audit.Object // k8s.audit: the decoded object
 	objOK  bool
+
+	groups groupCache // stateful rules' groups (stateful.go)
 }
 
 // reset points v at e and forgets the previous event's derived values.
 func (v *view) reset(e *event.Event) {
 	v.e = e
 	v.cmdOK, v.pcmdOK, v.namesOK, v.exesOK, v.objOK, v.baseOK = false, false, false, false, false, false
+	v.groups.userOK, v.groups.treeOK = false, false
+	v.cmdS, v.pcmdS = "", ""
 	v.base = procNames{}
 }
 
@@ -278,22 +283,23 @@ func (v *view) sys() *event.Syscall {
 	return &v.zeroSys
 }
 
-// cmdline is argv joined by spaces. The string aliases v's buffer: it is
-// valid until the next reset, and field.value copies it before it escapes.
+// cmdline is argv joined by spaces. The string aliases v's buffer (or
+// the event's only argument): it is valid until the next reset, and
+// field.value copies it before it escapes.
 func (v *view) cmdline() string {
 	if !v.cmdOK {
-		v.cmd = joinArgs(v.cmd[:0], v.proc().Args)
+		v.cmdS = joinArgs(&v.cmd, v.proc().Args)
 		v.cmdOK = true
 	}
-	return unsafeString(v.cmd)
+	return v.cmdS
 }
 
 func (v *view) parentCmdline() string {
 	if !v.pcmdOK {
-		v.pcmd = joinArgs(v.pcmd[:0], v.parent().Args)
+		v.pcmdS = joinArgs(&v.pcmd, v.parent().Args)
 		v.pcmdOK = true
 	}
-	return unsafeString(v.pcmd)
+	return v.pcmdS
 }
 
 func (v *view) ancestorNames() []string {
@@ -344,14 +350,29 @@ func (v *view) ancestry() []event.Lineage {
 	return nil
 }
 
-func joinArgs(buf []byte, args []string) []byte {
+// joinArgs joins args with spaces into *buf, which it grows once to the
+// length needed and keeps for the next call, and returns the result as a
+// string aliasing *buf. A single argument is returned as it is.
+func joinArgs(buf *[]byte, args []string) string {
+	switch len(args) {
+	case 0:
+		return ""
+	case 1:
+		return args[0]
+	}
+	n := len(args) - 1
+	for _, a := range args {
+		n += len(a)
+	}
+	b := slices.Grow((*buf)[:0], n)
 	for i, a := range args {
 		if i > 0 {
-			buf = append(buf, ' ')
+			b = append(b, ' ')
 		}
-		buf = append(buf, a...)
+		b = append(b, a...)
 	}
-	return buf
+	*buf = b
+	return unsafeString(b)
 }
 
 func unsafeString(b []byte) string {

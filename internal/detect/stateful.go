@@ -21,31 +21,62 @@ type partial struct {
 // sequence advances rule r's partial matches in the event's group and
 // fires when one completes. An event can both advance a partial and start
 // a new one (two downloads, then the chmod of the second).
+//
+// It runs for every event of the rule's kinds, so the path that changes
+// nothing does not allocate: the group is computed once per event into
+// the view's buffers (v.groupOf), each step is matched at most once, and
+// the map of groups is written only when the group's partials change.
 func (e *Engine) sequence(r *compiled, v *view) {
+	var memo [4]struct {
+		done, ok bool
+		key      string
+	}
+	ruleOK := 0 // r.m.match(v), once evaluated: 1 true, -1 false
+	stepOK := func(i int) (bool, string) {
+		if i < len(memo) && memo[i].done {
+			return memo[i].ok, memo[i].key
+		}
+		s := r.steps[i]
+		ok, key := slices.Contains(s.Kinds, v.e.Kind) && s.m.match(v), ""
+		if ok {
+			if ruleOK == 0 {
+				ruleOK = -1
+				if r.m.match(v) {
+					ruleOK = 1
+				}
+			}
+			ok = ruleOK > 0
+		}
+		if ok && s.key != nil {
+			key = s.key(v)
+		}
+		if i < len(memo) {
+			memo[i].done, memo[i].ok, memo[i].key = true, ok, key
+		}
+		return ok, key
+	}
 	// The common case, cheaply: nothing under way for this rule anywhere
 	// and the event does not start it.
-	if e.live[r] == 0 && !(slices.Contains(r.steps[0].Kinds, v.e.Kind) && r.steps[0].m.match(v) && r.m.match(v)) {
-		return
+	if e.live[r] == 0 {
+		if ok, _ := stepOK(0); !ok {
+			return
+		}
+	}
+	// gk.group aliases v's buffer: it is cloned before it is stored.
+	gk := groupKey{rule: r.ID, group: v.groupOf(r.Sequence.By)}
+	old, had := e.seqs[gk]
+	if !had {
+		if ok, _ := stepOK(0); !ok {
+			return // nothing under way in this group, and no start
+		}
 	}
 	at := v.e.Time
 	if at.IsZero() {
 		at = e.cfg.Now()
 	}
 	within := time.Duration(r.Sequence.Within)
-	gk := groupKey{rule: r.ID, group: group(v, r.Sequence.By)}
-	parts := e.seqs[gk]
 	// Drop partials that ran out of time.
-	parts = slices.DeleteFunc(parts, func(p *partial) bool { return at.Sub(p.start) > within })
-	stepOK := func(i int) (bool, string) {
-		s := r.steps[i]
-		if !slices.Contains(s.Kinds, v.e.Kind) || !r.m.match(v) || !s.m.match(v) {
-			return false, ""
-		}
-		if s.key == nil {
-			return true, ""
-		}
-		return true, s.key(v)
-	}
+	parts := slices.DeleteFunc(old, func(p *partial) bool { return at.Sub(p.start) > within })
 	advanced := false
 	for i := 0; i < len(parts); i++ {
 		p := parts[i]
@@ -73,15 +104,65 @@ func (e *Engine) sequence(r *compiled, v *view) {
 		}
 		parts = append(parts, &partial{next: 1, key: key, start: at, seen: []string{stepLine(r.steps[0], v)}})
 	}
-	e.live[r] += len(parts) - len(e.seqs[gk])
+	e.live[r] += len(parts) - len(old)
+	if len(parts) == len(old) && (len(parts) == 0 || &parts[0] == &old[0]) {
+		return // the same slice: steps advanced in place, or nothing happened
+	}
 	if len(parts) == 0 {
 		delete(e.seqs, gk)
 		return
 	}
-	if _, ok := e.seqs[gk]; !ok && len(e.seqs) >= maxGroups {
+	if !had && len(e.seqs) >= maxGroups {
 		e.evictGroups(at)
 	}
+	// Assigning replaces the stored key too: store a copy.
+	gk.group = strings.Clone(gk.group)
 	e.seqs[gk] = parts
+}
+
+// groupCache holds the event's stateful-rule groups (see group) that need
+// building: per user, and per process tree. A container's group is its id.
+type groupCache struct {
+	userOK, treeOK bool
+	user, tree     []byte
+}
+
+// groupOf is group(v, by) computed once per event into v's buffers,
+// without allocating. The string aliases v's buffer: it is valid until
+// the next reset, and must be copied before it is kept.
+func (v *view) groupOf(by string) string {
+	g := &v.groups
+	if by == "user" || v.e.Audit != nil {
+		if !g.userOK {
+			g.user = append(append(g.user[:0], "user:"...), v.audit().User.Username...)
+			g.userOK = true
+		}
+		return unsafeString(g.user)
+	}
+	id := v.ctr().ID
+	if by != "process_tree" && id != "" {
+		return id
+	}
+	if !g.treeOK {
+		g.tree = g.tree[:0]
+		if id != "" {
+			g.tree = append(append(g.tree, id...), '/')
+		}
+		execID, pid := v.proc().ExecID, v.proc().Pid
+		for _, a := range v.ancestry() {
+			if a.Pid <= 1 || isRuntime(basename(a.Exe)) {
+				break
+			}
+			execID, pid = a.ExecID, a.Pid
+		}
+		if execID != "" {
+			g.tree = append(g.tree, execID...)
+		} else {
+			g.tree = strconv.AppendUint(append(g.tree, "pid:"...), uint64(pid), 10)
+		}
+		g.treeOK = true
+	}
+	return unsafeString(g.tree)
 }
 
 // stepLine describes the event that matched a step.

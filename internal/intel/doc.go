@@ -49,5 +49,5 @@
 // scanners, credential-tools, ddos-tools, proxyware) match a base name,
 // ignoring case. malicious-ips matches an address equal to an entry or
 // inside an entry's prefix. FindDomain and FindIP look for the same things in
-// free text such as a command line.
+// free text such as a command line; ScanText answers all of them at once.
 package intel

@@ -3,6 +3,7 @@ package intel
 import (
 	"net/netip"
 	"strings"
+	"unsafe"
 )
 
 // hostByte marks the bytes that can appear in a host name: ASCII letters,
@@ -27,6 +28,134 @@ var ipByte = func() (t [256]bool) {
 	return t
 }()
 
+// Found says which lists a scan of free text (ScanText) found an entry of.
+type Found uint8
+
+// The lists ScanText reports on.
+const (
+	FoundMinerPool       Found = 1 << iota // a host on miner-pools (FindDomain("miner-pools", ...))
+	FoundOASTDomain                        // a host on oast-domains
+	FoundMaliciousDomain                   // a host on malicious-domains
+	FoundMaliciousIP                       // an address FindIP reports
+)
+
+// foundDomains are the bits of the domain lists.
+const foundDomains = FoundMinerPool | FoundOASTDomain | FoundMaliciousDomain
+
+// domainBit returns the Found bit of list i, which must be a domain list.
+func domainBit(i int) Found {
+	switch i {
+	case iMinerPools:
+		return FoundMinerPool
+	case iOASTDomains:
+		return FoundOASTDomain
+	case iMaliciousDomains:
+		return FoundMaliciousDomain
+	}
+	panic("intel: no Found bit for list " + catalog[i].name)
+}
+
+// buildDomains indexes the domain lists' entries in s.domains. It runs
+// once a Set's lists are complete; the Set is not changed after.
+func (s *Set) buildDomains() {
+	m := map[string]Found{}
+	for i, c := range catalog {
+		if c.kind != kindDomain {
+			continue
+		}
+		bit := domainBit(i)
+		for d := range s.lists[i].strs {
+			forSuffixes(d, func(suffix string) bool {
+				m[suffix] |= 0 // present: a longer suffix may be listed
+				return true
+			})
+			m[d] |= bit
+		}
+	}
+	s.domains = m
+}
+
+// forSuffixes calls f with the suffixes of host that start a label and
+// have at least two labels, shortest first, until f returns false.
+func forSuffixes(host string, f func(string) bool) {
+	j := strings.LastIndexByte(host, '.')
+	if j < 0 {
+		return
+	}
+	for i := strings.LastIndexByte(host[:j], '.'); ; i = strings.LastIndexByte(host[:i], '.') {
+		if !f(host[i+1:]) || i < 0 {
+			return
+		}
+	}
+}
+
+// domainLists returns the bits of the domain lists that host, or one of its
+// parent domains, is on: MinerPool's rules for host, for all domain lists
+// at once. It costs one map probe per label of host that a listed name
+// ends with, usually one: the walk goes from the last two labels up and
+// stops at the first suffix no entry ends with.
+func (s *Set) domainLists(host string) Found {
+	host = strings.TrimSuffix(host, ".")
+	if numericTLD(host) {
+		return 0 // an IPv4 literal, or no host at all
+	}
+	for len(host) > maxDomain {
+		i := strings.IndexByte(host, '.')
+		if i < 0 {
+			return 0
+		}
+		host = host[i+1:]
+	}
+	var buf [maxDomain]byte
+	h := host
+	if hasUpper(host) {
+		lower(buf[:], host)
+		h = unsafe.String(&buf[0], len(host))
+	}
+	// forSuffixes(h, ...), written out so that buf stays on the stack.
+	j := strings.LastIndexByte(h, '.')
+	if j < 0 {
+		return 0
+	}
+	var found Found
+	for i := strings.LastIndexByte(h[:j], '.'); ; i = strings.LastIndexByte(h[:i], '.') {
+		bits, ok := s.domains[h[i+1:]]
+		found |= bits
+		if !ok || i < 0 {
+			return found
+		}
+	}
+}
+
+// scanHosts calls f with every run of host-name bytes in text that could
+// be a host (it has a dot), trimmed of leading and trailing dots and
+// dashes, until f returns false. See FindDomain.
+//
+// Runs without a dot are most of a command line; rather than walk every
+// byte, it looks for the dots (strings.IndexByte is vectorised) and grows
+// a run around each.
+func scanHosts(text string, f func(host string) bool) {
+	for pos := 0; pos < len(text); {
+		d := strings.IndexByte(text[pos:], '.')
+		if d < 0 {
+			return
+		}
+		start, end := pos+d, pos+d+1
+		for start > pos && hostByte[text[start-1]] {
+			start--
+		}
+		for end < len(text) && hostByte[text[end]] {
+			end++
+		}
+		pos = end
+		// A host cannot start or end with '-' or '.', so a run that does
+		// (-opool.example.com, "example.com.") has the host inside it.
+		if !f(strings.Trim(text[start:end], ".-")) {
+			return
+		}
+	}
+}
+
 // FindDomain scans free text, such as a command line, for a host name in
 // the named domain list, and returns the first one as it appears in the
 // text (a substring of text, so nothing is allocated).
@@ -40,32 +169,42 @@ var ipByte = func() (t [256]bool) {
 // Nothing is decoded (percent-encoding splits a run, base64 hides it).
 //
 // It reports false for an unknown list or one that does not hold domains.
+// ScanText answers for all domain lists (and FindIP) in one pass.
 func (s *Set) FindDomain(list, text string) (string, bool) {
 	i, ok := index[list]
-	if !ok || catalog[i].kind != kindDomain {
+	if !ok || catalog[i].kind != kindDomain || len(s.domains) == 0 {
 		return "", false
 	}
-	m := s.lists[i].strs
-	for pos := 0; pos < len(text); {
-		for pos < len(text) && !hostByte[text[pos]] {
-			pos++
+	bit := domainBit(i)
+	var found string
+	scanHosts(text, func(host string) bool {
+		if s.domainLists(host)&bit != 0 {
+			found = host
+			return false
 		}
-		start, dot := pos, false
-		for pos < len(text) && hostByte[text[pos]] {
-			dot = dot || text[pos] == '.'
-			pos++
-		}
-		if !dot {
-			continue // every entry has two labels
-		}
-		// A host cannot start or end with '-' or '.', so a run that does
-		// (-opool.example.com, "example.com.") has the host inside it.
-		host := strings.Trim(text[start:pos], ".-")
-		if matchDomain(m, host) {
-			return host, true
-		}
+		return true
+	})
+	return found, found != ""
+}
+
+// ScanText scans free text, such as a command line, for all the lists
+// FindDomain and FindIP look for, and reports which of them it found an
+// entry of: FoundMinerPool is set when FindDomain("miner-pools", text)
+// reports true, and so on, and FoundMaliciousIP when FindIP does. It reads
+// the text twice, once for host names and once for addresses, however many
+// lists there are, and does not allocate (but see FindIP).
+func (s *Set) ScanText(text string) Found {
+	var found Found
+	if len(s.domains) > 0 {
+		scanHosts(text, func(host string) bool {
+			found |= s.domainLists(host)
+			return found&foundDomains != foundDomains
+		})
 	}
-	return "", false
+	if _, ok := s.FindIP(text); ok {
+		found |= FoundMaliciousIP
+	}
+	return found
 }
 
 // FindIP scans free text, such as a command line, for an address that
@@ -78,13 +217,42 @@ func (s *Set) FindIP(text string) (string, bool) {
 	if len(l.nets) == 0 {
 		return "", false
 	}
+	// The runs of address bytes that can hold an address have a dot or a
+	// colon: look for those (strings.IndexByte is vectorised) and grow a
+	// run around each, rather than walk every byte.
+	nextDot, nextColon := -1, -1
 	for pos := 0; pos < len(text); {
-		for pos < len(text) && !ipByte[text[pos]] {
-			pos++
+		if nextDot < pos && nextDot != len(text) {
+			nextDot = indexFrom(text, pos, '.')
 		}
-		start := pos
-		for pos < len(text) && ipByte[text[pos]] {
-			pos++
+		if nextColon < pos && nextColon != len(text) {
+			nextColon = indexFrom(text, pos, ':')
+		}
+		start := min(nextDot, nextColon)
+		if start == len(text) {
+			break
+		}
+		for start > pos && ipByte[text[start-1]] {
+			start--
+		}
+		dots, colons := 0, 0
+		for pos = start; pos < len(text); pos++ {
+			c := text[pos]
+			if !ipByte[c] {
+				break
+			}
+			switch c {
+			case '.':
+				dots++
+			case ':':
+				colons++
+			}
+		}
+		// An IPv4 address has three dots, an IPv6 one at least two
+		// colons: most runs (versions, times, file names) are neither,
+		// and addrText would reject them.
+		if dots < 3 && colons < 2 {
+			continue
 		}
 		tok := addrText(text[start:pos])
 		if tok == "" {
@@ -127,6 +295,15 @@ func addrText(tok string) string {
 		return ""
 	}
 	return tok
+}
+
+// indexFrom returns the index of the first c in text at or after pos, or
+// len(text).
+func indexFrom(text string, pos int, c byte) int {
+	if i := strings.IndexByte(text[pos:], c); i >= 0 {
+		return pos + i
+	}
+	return len(text)
 }
 
 func allDigits(s string) bool {

@@ -113,5 +113,6 @@ func FuzzFindDomain(f *testing.F) {
 		if ip, ok := s.FindIP(text); ok && (!strings.Contains(text, ip) || !s.MaliciousIP(ip)) {
 			t.Fatalf("FindIP found %q, which is not in the text or not malicious", ip)
 		}
+		checkScanText(t, s, text)
 	})
 }

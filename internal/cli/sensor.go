@@ -59,13 +59,6 @@ prints a last sensor.health event.`,
 			if output == "none" && shipFlags.server == "" {
 				return errors.New("--output none without --server: events and alerts would go nowhere")
 			}
-			if os.Getenv("GOGC") == "" {
-				// The sensor's live heap is small and steady (about 10
-				// MiB). Collecting at 50% growth instead of 100% takes
-				// a few MiB off its peak RSS for no measurable CPU
-				// (docs/PERFORMANCE.md). $GOGC still decides when set.
-				debug.SetGCPercent(50)
-			}
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
 				if err != nil {

@@ -554,15 +554,19 @@ func (s *substrIndex) match(text string, set []uint64) {
 }
 
 // bigramSet finds which of many substrings occur in a text in one pass:
-// bitmaps of the substrings' first two bytes (for two-byte substrings) and
-// of a hash of their first three say where one may start, a small hash
-// table gives the substrings starting with those bytes, and only those are
-// compared. It answers contains_any with many needles at a cost that
-// depends on the text's length, not on the number of needles.
+// bitmaps of a hash of the substrings' first two bytes (for two-byte
+// substrings) and of their first three say where one may start, a small
+// hash table gives the substrings starting with those bytes, and only
+// those are compared. It answers contains_any with many needles at a cost
+// that depends on the text's length, not on the number of needles.
 type bigramSet struct {
-	starts2 [1 << 16 / 64]uint64 // two-byte needles
-	starts3 [1 << 16 / 64]uint64 // trigramHash of the longer ones
-	table   []bigramEntry        // open addressing on the two-byte prefix
+	// starts2 and starts3 have 64 bits per needle (512 to 65536), so that
+	// a text position passes the filter by a collision about once in 64
+	// and a ruleset's hundreds of sets stay small.
+	starts2 []uint64      // pairHash of two-byte needles
+	starts3 []uint64      // trigramHash of the longer ones
+	mask    uint16        // bits in each bitmap, minus one
+	table   []bigramEntry // open addressing on the two-byte prefix
 	shift   uint32
 	needles []string // grouped by prefix
 	short   []int    // one-byte and empty needles, checked directly
@@ -574,6 +578,8 @@ type bigramEntry struct {
 	exact  bool      // one of them is just the prefix
 	third  [4]uint64 // third bytes of the longer ones
 }
+
+func pairHash(p uint16) uint16 { return uint16(uint32(p) * 0x9E3779B1 >> 16) }
 
 func trigramHash(a, b, c byte) uint16 {
 	return uint16((uint32(a)<<16 | uint32(b)<<8 | uint32(c)) * 0x9E3779B1 >> 16)
@@ -590,6 +596,11 @@ func newBigramSet(needles []string) *bigramSet {
 		}
 		long = append(long, n)
 	}
+	nbits := 512
+	for nbits < 64*len(long) && nbits < 1<<16 {
+		nbits <<= 1
+	}
+	b.starts2, b.starts3, b.mask = make([]uint64, nbits/64), make([]uint64, nbits/64), uint16(nbits-1)
 	prefix := func(n string) uint16 { return uint16(n[0])<<8 | uint16(n[1]) }
 	slices.SortStableFunc(long, func(x, y string) int { return int(prefix(x)) - int(prefix(y)) })
 	distinct := 0
@@ -611,10 +622,11 @@ func newBigramSet(needles []string) *bigramSet {
 			n := long[i]
 			if len(n) == 2 {
 				e.exact = true
-				b.starts2[p>>6] |= 1 << (p & 63)
+				h := pairHash(p) & b.mask
+				b.starts2[h>>6] |= 1 << (h & 63)
 			} else {
 				e.third[n[2]>>6] |= 1 << (n[2] & 63)
-				h := trigramHash(n[0], n[1], n[2])
+				h := trigramHash(n[0], n[1], n[2]) & b.mask
 				b.starts3[h>>6] |= 1 << (h & 63)
 			}
 			b.needles = append(b.needles, n)
@@ -653,16 +665,17 @@ func (b *bigramSet) entry(p uint16) *bigramEntry {
 // prefix's entry when either holds.
 func (b *bigramSet) at(text string, i int) (e *bigramEntry, long bool) {
 	p := uint16(text[i])<<8 | uint16(text[i+1])
-	exact := b.starts2[p>>6]&(1<<(p&63)) != 0
+	h2 := pairHash(p) & b.mask
+	exact := b.starts2[h2>>6]&(1<<(h2&63)) != 0
 	if i+2 < len(text) {
-		h := trigramHash(text[i], text[i+1], text[i+2])
+		h := trigramHash(text[i], text[i+1], text[i+2]) & b.mask
 		long = b.starts3[h>>6]&(1<<(h&63)) != 0
 	}
 	if !exact && !long {
 		return nil, false
 	}
-	// A hash collision can send a text's trigram here with no needle
-	// starting with its first two bytes.
+	// A hash collision can send a text's pair or trigram here with no
+	// needle starting with its first two bytes.
 	if e = b.entry(p); e == nil {
 		return nil, false
 	}

@@ -217,6 +217,10 @@ func TestRenderSensor(t *testing.T) {
 	if c.Resources.Limits.Memory().IsZero() || c.Resources.Requests.Cpu().IsZero() {
 		t.Errorf("sensor resources %+v: want requests and limits", c.Resources)
 	}
+	// The node build of the image, not the full binary.
+	if !slices.Equal(c.Command, []string{"/usr/bin/vigil-node"}) {
+		t.Errorf("sensor command %q, want the node build /usr/bin/vigil-node", c.Command)
+	}
 	hostPaths := map[string]string{}
 	for _, v := range pod.Volumes {
 		if v.HostPath != nil {

@@ -15,10 +15,11 @@ type cache[K comparable, V any] struct {
 	max       int // entries per generation
 }
 
-// newCache returns a cache holding at least size/2 and at most size entries.
+// newCache returns a cache holding at least size/2 and at most size
+// entries. It starts empty and grows with use: a node has far fewer
+// containers than the bound, and the sensor's memory is its footprint.
 func newCache[K comparable, V any](size int) *cache[K, V] {
-	n := max(size/2, 1)
-	return &cache[K, V]{cur: make(map[K]V, n), prev: map[K]V{}, max: n}
+	return &cache[K, V]{cur: map[K]V{}, prev: map[K]V{}, max: max(size/2, 1)}
 }
 
 func (c *cache[K, V]) get(k K) (V, bool) {

@@ -36,24 +36,29 @@ func procStart(t testing.TB, pid int) time.Time {
 	return time.Unix(0, boot+int64(p.StartBoottime)).UTC()
 }
 
-// sleeper starts a host sleep the test may kill.
-func sleeper(t *testing.T) *exec.Cmd {
+// sleeping is a host sleep the test may kill; one goroutine waits for it
+// and closes done.
+type sleeping struct {
+	*exec.Cmd
+	done chan struct{}
+}
+
+func sleeper(t *testing.T) *sleeping {
 	t.Helper()
-	p := exec.Command("/bin/sleep", "30")
+	p := &sleeping{Cmd: exec.Command("/bin/sleep", "30"), done: make(chan struct{})}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
+	go func() { _ = p.Wait(); close(p.done) }()
+	t.Cleanup(func() { _ = p.Process.Kill(); <-p.done })
 	return p
 }
 
 // killedBySIGKILL waits up to d for p to end and reports whether SIGKILL
 // ended it.
-func killedBySIGKILL(p *exec.Cmd, d time.Duration) bool {
-	done := make(chan struct{})
-	go func() { _ = p.Wait(); close(done) }()
+func killedBySIGKILL(p *sleeping, d time.Duration) bool {
 	select {
-	case <-done:
+	case <-p.done:
 		ws, _ := p.ProcessState.Sys().(syscall.WaitStatus)
 		return ws.Signal() == syscall.SIGKILL
 	case <-time.After(d):
@@ -81,7 +86,7 @@ func TestDriftBlockExceptedNotKilled(t *testing.T) {
 		Exceptions: []Exception{{ID: "x", Rules: []string{"runtime.drift-binary-executed"}, Namespace: "prod",
 			Reason: "expected"}},
 		Emit: func(a *event.Alert) { got = append(got, a) }})
-	e.Process(driftEvent(p, procStart(t, p.Process.Pid), "prod"))
+	e.Process(driftEvent(p.Cmd, procStart(t, p.Process.Pid), "prod"))
 	if len(got) != 0 {
 		t.Fatalf("%d alerts for an excepted drift: %+v", len(got), got[0])
 	}
@@ -104,7 +109,7 @@ func TestDriftBlockAggregatedEachKilled(t *testing.T) {
 		Emit:  func(a *event.Alert) { got = append(got, a) }})
 	for i := range 3 {
 		p := sleeper(t)
-		e.Process(driftEvent(p, procStart(t, p.Process.Pid), "shop"))
+		e.Process(driftEvent(p.Cmd, procStart(t, p.Process.Pid), "shop"))
 		if !killedBySIGKILL(p, 2*time.Second) {
 			t.Fatalf("hit %d: not killed", i+1)
 		}
@@ -159,7 +164,7 @@ func TestDriftBlockKillFailures(t *testing.T) {
 			e := New(Config{Rules: loadRules(t, ""),
 				Drift: DriftPolicy{Rules: []DriftRule{{Name: "prod", Action: DriftBlock, Namespace: "prod"}}},
 				Emit:  func(a *event.Alert) { got = append(got, a) }})
-			e.Process(tc.ev(p))
+			e.Process(tc.ev(p.Cmd))
 			if len(got) != 1 {
 				t.Fatalf("%d alerts", len(got))
 			}

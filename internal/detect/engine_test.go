@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -329,11 +328,7 @@ func TestDriftBlockKills(t *testing.T) {
 		killed bool
 	}{{DriftBlock, true}, {DriftAlert, false}} {
 		t.Run(tc.action, func(t *testing.T) {
-			p := exec.Command("/bin/sleep", "30")
-			if err := p.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = p.Process.Kill(); _ = p.Wait() })
+			p := sleeper(t)
 			var got []*event.Alert
 			e := New(Config{Rules: loadRules(t, ""), Drift: DriftPolicy{Rules: []DriftRule{{Name: "prod", Action: tc.action, Namespace: "prod"}}},
 				Emit: func(a *event.Alert) { got = append(got, a) }})
@@ -343,21 +338,12 @@ func TestDriftBlockKills(t *testing.T) {
 			if len(got) != 1 {
 				t.Fatalf("%d alerts", len(got))
 			}
-			done := make(chan error, 1)
-			go func() { done <- p.Wait() }()
-			select {
-			case err := <-done:
-				ws, _ := p.ProcessState.Sys().(syscall.WaitStatus)
-				if !tc.killed || ws.Signal() != syscall.SIGKILL {
-					t.Fatalf("process ended (%v) in %s mode", err, tc.action)
-				}
-				if got[0].Action != "killed" {
-					t.Fatalf("alert action %q", got[0].Action)
-				}
-			case <-time.After(2 * time.Second):
-				if tc.killed {
-					t.Fatal("block mode did not kill the drifted process")
-				}
+			killed := killedBySIGKILL(p, 2*time.Second)
+			if killed != tc.killed {
+				t.Fatalf("killed by SIGKILL: %v in %s mode", killed, tc.action)
+			}
+			if killed && got[0].Action != "killed" {
+				t.Fatalf("alert action %q", got[0].Action)
 			}
 		})
 	}

@@ -760,7 +760,7 @@ func TestExecFields(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := r.wait(t, "exec on a tty", 10*time.Second, byPid(event.ProcessExec, cmd.Process.Pid))
-		if want := fmt.Sprintf("pts%d", n); e.Process.TTY != want {
+		if want := fmt.Sprintf("pts/%d", n); e.Process.TTY != want {
 			t.Errorf("tty = %q, want %q", e.Process.TTY, want)
 		}
 	})

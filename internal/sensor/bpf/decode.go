@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"unsafe"
 )
 
@@ -178,7 +179,7 @@ func (d *Decoder) Decode(raw []byte) (Record, error) {
 			Args:            splitArgs(bytesOf(e.Args[:args])),
 			ArgsTruncated:   flags&sensorExecFlagsEXEC_ARGS_TRUNCATED != 0,
 			ExeTruncated:    flags&sensorExecFlagsEXEC_EXE_TRUNCATED != 0,
-			TTY:             cstring(e.Tty[:]),
+			TTY:             ttyName(cstring(e.Tty[:])),
 			UpperLayer:      flags&sensorExecFlagsEXEC_UPPER_LAYER != 0,
 			Memfd:           flags&sensorExecFlagsEXEC_MEMFD != 0,
 			ExeCtimeNs:      e.ExeCtimeNs,
@@ -245,6 +246,16 @@ func cstring(s []int8) string {
 		b = b[:i]
 	}
 	return string(b)
+}
+
+// ttyName turns the kernel's name of a terminal into its /dev path's:
+// a pseudo-terminal the kernel calls "pts3" is /dev/pts/3, as ps and w
+// show it. Other names (tty1, ttyS0, console) are already their path.
+func ttyName(kernel string) string {
+	if n, ok := strings.CutPrefix(kernel, "pts"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		return "pts/" + n
+	}
+	return kernel
 }
 
 // splitArgs splits NUL-separated argv; a trailing NUL ends the last argument.

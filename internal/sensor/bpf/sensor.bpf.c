@@ -401,6 +401,31 @@ static __always_inline bool in_upper_layer(struct inode *inode)
 	return upper != 0;
 }
 
+/* fill_exec_task fills what an exec record says of the task itself, for
+ * execs that succeeded and execs that failed alike: its controlling
+ * terminal and its pid namespace. */
+static __always_inline void fill_exec_task(struct exec_record *r, struct task_struct *task)
+{
+	r->tty[0] = 0;
+	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
+	if (tty)
+		bpf_probe_read_kernel_str(r->tty, sizeof(r->tty), &tty->name);
+	struct pid_namespace *pidns = active_pid_ns(task);
+	r->pid_ns_level = BPF_CORE_READ(pidns, level);
+	r->ns_start_boottime = BPF_CORE_READ(pidns, child_reaper, start_boottime);
+}
+
+/* fill_exec_dir records the directory the exec ran in (its cwd, or the
+ * dirfd a relative name was looked up in). */
+static __always_inline void fill_exec_dir(struct exec_record *r, struct dentry *dir, struct vfsmount *mnt,
+					  struct task_struct *task)
+{
+	bool truncated = false;
+	r->cwd_len = walk_path(r->cwd, dir, mnt, task, &truncated);
+	if (truncated)
+		r->exec_flags |= EXEC_CWD_TRUNCATED;
+}
+
 SEC("raw_tracepoint/sched_process_exec")
 int on_exec(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -414,10 +439,7 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 		return 0;
 
 	r->exec_flags = 0;
-	r->tty[0] = 0;
-	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
-	if (tty)
-		bpf_probe_read_kernel_str(r->tty, sizeof(r->tty), &tty->name);
+	fill_exec_task(r, task);
 
 	const char *filename = BPF_CORE_READ(bprm, filename);
 	long n = bpf_probe_read_kernel_str(r->exe, sizeof(r->exe), filename);
@@ -436,16 +458,7 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
 	    r->exe_name[3] == 'f' && r->exe_name[4] == 'd' && r->exe_name[5] == ':')
 		r->exec_flags |= EXEC_MEMFD;
 
-	struct pid_namespace *pidns = active_pid_ns(task);
-	r->pid_ns_level = BPF_CORE_READ(pidns, level);
-	r->ns_start_boottime = BPF_CORE_READ(pidns, child_reaper, start_boottime);
-
-	bool truncated = false;
-	struct dentry *pwd = BPF_CORE_READ(task, fs, pwd.dentry);
-	struct vfsmount *pwd_mnt = BPF_CORE_READ(task, fs, pwd.mnt);
-	r->cwd_len = walk_path(r->cwd, pwd, pwd_mnt, task, &truncated);
-	if (truncated)
-		r->exec_flags |= EXEC_CWD_TRUNCATED;
+	fill_exec_dir(r, BPF_CORE_READ(task, fs, pwd.dentry), BPF_CORE_READ(task, fs, pwd.mnt), task);
 
 	unsigned long arg_start = BPF_CORE_READ(task, mm, arg_start);
 	unsigned long arg_end = BPF_CORE_READ(task, mm, arg_end);
@@ -1346,10 +1359,7 @@ static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u8 
 	r->exec_flags = EXEC_FAILED;
 	r->exe_ctime_ns = 0;
 	r->exe_name[0] = 0;
-	r->tty[0] = 0;
-	struct tty_struct *tty = BPF_CORE_READ(task, signal, tty);
-	if (tty)
-		bpf_probe_read_kernel_str(r->tty, sizeof(r->tty), &tty->name);
+	fill_exec_task(r, task);
 	long n = bpf_probe_read_user_str(r->exe, sizeof(r->exe), (void *)p->filename);
 	if (n <= 0) {
 		r->exe[0] = 0;
@@ -1358,12 +1368,8 @@ static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u8 
 	r->exe_len = n - 1;
 	if (n == sizeof(r->exe))
 		r->exec_flags |= EXEC_EXE_TRUNCATED;
-	struct pid_namespace *pidns = active_pid_ns(task);
-	r->pid_ns_level = BPF_CORE_READ(pidns, level);
-	r->ns_start_boottime = BPF_CORE_READ(pidns, child_reaper, start_boottime);
 
 	/* The directory a relative name is looked up in: the dirfd's, or the cwd. */
-	bool truncated = false;
 	struct dentry *dir = 0;
 	struct vfsmount *dir_mnt = 0;
 	if (p->dirfd != AT_FDCWD && (r->exe[0] != '/' || (p->flags & AT_EMPTY_PATH))) {
@@ -1378,9 +1384,7 @@ static __always_inline int exec_exit(struct trace_event_raw_sys_exit *ctx, __u8 
 		dir = BPF_CORE_READ(task, fs, pwd.dentry);
 		dir_mnt = BPF_CORE_READ(task, fs, pwd.mnt);
 	}
-	r->cwd_len = walk_path(r->cwd, dir, dir_mnt, task, &truncated);
-	if (truncated)
-		r->exec_flags |= EXEC_CWD_TRUNCATED;
+	fill_exec_dir(r, dir, dir_mnt, task);
 
 	__u32 off = 0;
 	const char *const *argv = (const char *const *)p->argv;

@@ -25,7 +25,8 @@
 #                       the repository root)
 #   VMTEST_RUN          -test.run regexp
 #   VMTEST_SKIP         -test.skip regexp (default: the tests that need a
-#                       container runtime the guest lacks, covered on the host)
+#                       container runtime or an API server the guest lacks,
+#                       covered on the host)
 #   VMTEST_ARGS         more test flags, split on blanks (e.g. -test.failfast)
 #   VMTEST_TEST_TIMEOUT -test.timeout of each test binary (default 10m)
 #   VMTEST_TIMEOUT      wall-clock limit of one VM (default 25m)
@@ -278,10 +279,10 @@ build_root() {
 
 	local args=()
 	[ -n "${VMTEST_RUN:-}" ] && args+=(-test.run "$VMTEST_RUN")
-	# The CRI client's test starts a real containerd: it does not depend on
-	# the kernel, runs on the host in `make unit`, and the guest has no
-	# containerd.
-	local skip=${VMTEST_SKIP-^TestCRIContainerd\$}
+	# The CRI client's test starts a real containerd, the pod watch's a real
+	# kube-apiserver: they do not depend on the kernel, run on the host in
+	# `make unit`, and the guest has neither.
+	local skip=${VMTEST_SKIP-^(TestCRIContainerd|TestKubePods|TestKubePodsForbidden)\$}
 	[ -n "$skip" ] && args+=(-test.skip "$skip")
 	args+=(${VMTEST_ARGS:-})
 	echo "${args[*]}" >"$root/vmtest/args"

@@ -85,6 +85,9 @@ events = med("events")
 print()
 print(f"median wall time: without {med('base'):.2f}s, with sensor {med('with_'):.2f}s: ratio {med('with_')/med('base'):.3f}"
       f" (execs {med('with_exec')/med('base_exec'):.3f}, connects {med('with_conn')/med('base_conn'):.3f})")
+# Each round's two runs are adjacent, so their ratio cancels the
+# machine's drift between rounds; the median of those is printed too.
+print(f"median of the per-round ratios: {statistics.median(r['with_'] / r['base'] for r in rows):.3f}")
 print(f"events per run: {events:.0f}; lost: {sum(r['dropped'] for r in rows)} dropped in the kernel; "
       f"workload events delivered: {min(r['execs'] for r in rows)}/{json.load(open(f'{tmp}/with.1.json'))['execs']} execs, "
       f"{min(r['connects'] for r in rows)}/{json.load(open(f'{tmp}/with.1.json'))['connects']} connects (worst run)")

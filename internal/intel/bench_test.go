@@ -38,13 +38,17 @@ func BenchmarkTool(b *testing.B) {
 	}
 }
 
+// benchTexts are command lines the scanning benchmarks read: a miner's,
+// a long benign one and a download.
+var benchTexts = map[string]string{
+	"miner":  "/tmp/.x/xmrig -o stratum+tcp://gulf.moneroocean.stream:10128 -u 44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A -p x --donate-level 1",
+	"benign": "/usr/bin/java -Xmx2g -Dspring.profiles.active=prod -Djava.security.egd=file:/dev/./urandom -jar /app/service.jar --server.port=8080 --spring.datasource.url=jdbc:postgresql://db.prod.svc.cluster.local:5432/orders",
+	"curl":   "curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3",
+}
+
 func BenchmarkFindDomain(b *testing.B) {
 	s := Default()
-	for name, text := range map[string]string{
-		"miner":  "/tmp/.x/xmrig -o stratum+tcp://gulf.moneroocean.stream:10128 -u 44AFFq5kSiGBoZ4NMDwYtN18obc8AemS33DBLWs3H7otXft3XjrpDtQGv7SqSsaBYBb98uNbr2VBBEt7f2wfn3RVGQBEP3A -p x --donate-level 1",
-		"benign": "/usr/bin/java -Xmx2g -Dspring.profiles.active=prod -Djava.security.egd=file:/dev/./urandom -jar /app/service.jar --server.port=8080 --spring.datasource.url=jdbc:postgresql://db.prod.svc.cluster.local:5432/orders",
-		"curl":   "curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3",
-	} {
+	for name, text := range benchTexts {
 		b.Run(name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
